@@ -1,0 +1,34 @@
+/* backend.h — what engine.c needs from a backend (internal to the library).
+ *
+ * engine.c owns the public API, argument checks and context padding; a backend owns the
+ * weights on its device, the scratch buffers and the per-branch token-wise state. */
+#ifndef AST_BACKEND_H
+#define AST_BACKEND_H
+
+#include <stddef.h>
+
+#include "engine.h"
+
+typedef struct {
+    /* ctx: [text_len, text_dim] fp32, already zero-padded. */
+    int (*set_context)(void *impl, int branch, const float *ctx);
+    void (*reset)(void *impl);
+    /* x: [in_dim, F, H, W], out: [out_dim, F, H, W], host fp32. dense != 0 forces theta = 1
+     * and refreshes every cache (first step after reset). */
+    int (*forward)(void *impl, int branch, const float *x, float t, float theta, int dense,
+                   float *out, ast_forward_info *info);
+    void (*destroy)(void *impl);
+    const char *(*device_name)(void *impl);
+} ast_backend_vtable;
+
+int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
+                           const ast_backend_vtable **vt);
+
+/* CUDA (kernels/; src/gpu_none.c when built without CUDA). */
+int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
+                            const ast_backend_vtable **vt);
+/* Number of usable CUDA devices; 0 with a reason ("built without CUDA", "no CUDA device:
+ * cudaGetDeviceCount returned ...") written into reason. */
+int ast_cuda_device_count(char *reason, size_t reason_len);
+
+#endif

@@ -1,0 +1,76 @@
+/* engine.h — one denoiser forward on a backend (CPU or CUDA), dense or token-wise.
+ *
+ * An engine is made for one model, one latent shape and a number of CFG branches (2 with
+ * guidance: 0 = conditional, 1 = unconditional). Each branch keeps its own context (text
+ * embedding and the cross-attention K/V of every block, computed once per context) and its own
+ * token-wise state (method.md §1): per block a cache [N, D], the last LSE of each token, a sketch
+ * of the block input for Δ, and skip counts.
+ *
+ *   ast_engine_set_context(e, b, ctx, L)      once per prompt per branch
+ *   ast_engine_reset(e)                       before each new generation
+ *   ast_engine_forward(e, b, x, t, theta, out) every step, every branch
+ *
+ * theta = 1 computes every token (dense); the first forward of a branch after reset is always
+ * dense (no cache yet). The CPU and CUDA backends implement the same function (tests hold them
+ * together); see docs/tokenwise.md for the selection rule. */
+#ifndef AST_ENGINE_H
+#define AST_ENGINE_H
+
+#include <stdint.h>
+
+#include "wan.h"
+
+typedef enum { AST_BACKEND_CPU = 0, AST_BACKEND_CUDA = 1 } ast_backend_kind;
+
+typedef enum {
+    AST_CACHE_RESIDUAL = 0, /* cache = block output - block input; reuse = current input + cache */
+    AST_CACHE_OUTPUT = 1,   /* cache = block output; reuse = cache */
+} ast_cache_mode;
+
+typedef struct {
+    float w_alpha;          /* weight of LSE·Δ (paper: 1.0) */
+    float w_beta;           /* weight of exp(skip) (paper: 0.5) */
+    ast_cache_mode cache;   /* what an unselected token reuses */
+    int delta_normalize;    /* 1: Δ divided by its mean over tokens before scoring */
+    int sketch_dim;         /* width of the random projection used to estimate Δ = ‖x - ref‖ */
+} ast_tokenwise_opts;
+
+void ast_tokenwise_opts_default(ast_tokenwise_opts *o);
+
+typedef struct {
+    ast_backend_kind backend;
+    int device;              /* CUDA device ordinal (backend CUDA) */
+    int frames, height, width; /* latent F, H, W (divisible by the patch) */
+    int n_branches;          /* 1 (no CFG) or 2 */
+    ast_tokenwise_opts tw;
+} ast_engine_params;
+
+typedef struct ast_engine ast_engine;
+
+/* Per-forward counters, for benchmarks and the latency model. */
+typedef struct {
+    int tokens;              /* N */
+    int computed;            /* K = tokens computed in each block this forward */
+    double extra_state_bytes;/* token-wise state held by this engine (all blocks, branches) */
+} ast_forward_info;
+
+int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine **out);
+void ast_engine_free(ast_engine *e);
+/* ctx: [L, text_dim] fp32, L <= text_len (zero-padded to text_len inside, as Wan does). */
+int ast_engine_set_context(ast_engine *e, int branch, const float *ctx, int L);
+void ast_engine_reset(ast_engine *e);
+/* x, out: [in_dim, F, H, W] / [out_dim, F, H, W] fp32 on the host. t: the model timestep
+ * (0..1000, the integer Wan feeds). theta in [0, 1]. */
+int ast_engine_forward(ast_engine *e, int branch, const float *x, float t, float theta,
+                       float *out, ast_forward_info *info);
+int ast_engine_tokens(const ast_engine *e);
+const ast_model *ast_engine_model(const ast_engine *e);
+const char *ast_engine_device_name(const ast_engine *e); /* "cpu (2 threads)", "NVIDIA H100 ..." */
+
+/* Validates a latent/context input: shape, divisibility by the patch, NaN/Inf. */
+int ast_check_latent(const ast_model *m, const ast_tensor *x, const char *what);
+
+/* Number of tokens computed for budget theta over n tokens: round(theta*n), at least 1. */
+int ast_budget_tokens(float theta, int n);
+
+#endif

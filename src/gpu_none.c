@@ -1,0 +1,23 @@
+/* gpu_none.c — the CUDA entry points of a build made without the CUDA toolkit
+ * (-Dcuda=disabled, or no nvcc): they report that clearly instead of failing to link. */
+#include <stdio.h>
+
+#include "backend.h"
+#include "common.h"
+
+int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
+                            const ast_backend_vtable **vt) {
+    (void)m;
+    (void)p;
+    *impl = NULL;
+    *vt = NULL;
+    return ast_fail("this build of astraea has no CUDA backend (it was configured without the "
+                    "CUDA toolkit); rebuild with 'meson setup build -Dcuda=enabled' on a machine "
+                    "with nvcc, or use --backend cpu");
+}
+
+int ast_cuda_device_count(char *reason, size_t reason_len) {
+    snprintf(reason, reason_len, "built without CUDA (-Dcuda=disabled or no nvcc at configure "
+                                 "time)");
+    return 0;
+}
