@@ -5,6 +5,10 @@
 #ifndef AST_BACKEND_H
 #define AST_BACKEND_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stddef.h>
 
 #include "engine.h"
@@ -30,5 +34,9 @@ int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, void
 /* Number of usable CUDA devices; 0 with a reason ("built without CUDA", "no CUDA device:
  * cudaGetDeviceCount returned ...") written into reason. */
 int ast_cuda_device_count(char *reason, size_t reason_len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

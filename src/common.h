@@ -14,6 +14,10 @@
 #ifndef AST_COMMON_H
 #define AST_COMMON_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -97,5 +101,9 @@ void ast_rng_seed(ast_rng *r, uint64_t seed);
 uint64_t ast_rng_next(ast_rng *r);
 double ast_rng_uniform(ast_rng *r);             /* [0,1) with 53 bits */
 int ast_rng_below(ast_rng *r, int n);           /* uniform integer in [0,n) */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

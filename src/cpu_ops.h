@@ -4,6 +4,10 @@
 #ifndef AST_CPU_OPS_H
 #define AST_CPU_OPS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stdint.h>
 
 #include "tensor.h"
@@ -52,5 +56,9 @@ int ast_rope_table_init(ast_rope_table *t, int head_dim);
 void ast_rope_table_free(ast_rope_table *t);
 void ast_cpu_rope(int L, int H, float *x, int ldx, const int32_t *tok, int gh, int gw,
                   const ast_rope_table *t);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -16,6 +16,10 @@
 #ifndef AST_ENGINE_H
 #define AST_ENGINE_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stdint.h>
 
 #include "wan.h"
@@ -72,5 +76,9 @@ int ast_check_latent(const ast_model *m, const ast_tensor *x, const char *what);
 
 /* Number of tokens computed for budget theta over n tokens: round(theta*n), at least 1. */
 int ast_budget_tokens(float theta, int n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

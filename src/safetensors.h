@@ -8,6 +8,10 @@
 #ifndef AST_SAFETENSORS_H
 #define AST_SAFETENSORS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include "tensor.h"
 
 /* One or more mmapped safetensors files seen as one set of named tensors. */
@@ -47,5 +51,9 @@ int ast_st_write(const char *path, const ast_st_entry *entries, int n, const cha
 /* Convenience for loading one F32 input tensor by name, with shape checking done by the caller:
  * returns the view or NULL with an error naming the file and the missing key. */
 const ast_tensor *ast_st_require(const ast_st_set *s, const char *name, const char *what_for);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

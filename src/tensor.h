@@ -7,6 +7,10 @@
 #ifndef AST_TENSOR_H
 #define AST_TENSOR_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,5 +53,9 @@ const char *ast_shape_str(const ast_tensor *t, char *buf, size_t len);
 float ast_tensor_get_f32(const ast_tensor *t, int64_t i);
 /* Converts n elements starting at element `first` to fp32 into dst. */
 void ast_tensor_to_f32(const ast_tensor *t, int64_t first, int64_t n, float *dst);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 #ifndef AST_WAN_H
 #define AST_WAN_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include "safetensors.h"
 
 typedef struct {
@@ -115,5 +119,9 @@ int ast_wan_config_builtin(const char *id, ast_wan_config *cfg);
  * context [text_len, text_dim]; *n_tokens = real token count. Unknown word -> error listing the
  * vocabulary. */
 int ast_wan_encode_prompt(const ast_model *m, const char *prompt, float *ctx, int *n_tokens);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
