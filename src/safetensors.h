@@ -19,7 +19,11 @@ typedef struct ast_st_set ast_st_set;
 
 /* Opens one .safetensors file. */
 int ast_st_open(const char *path, ast_st_set **out);
-/* Opens a checkpoint folder: "<dir>/*.safetensors.index.json" (sharded; weight_map names the
+/* Parses and validates an in-memory file image buf[0..len) (what ast_st_open does after mmap;
+ * also the libFuzzer entry). `name` is used in messages. The set's views point into buf, which
+ * must outlive the set. */
+int ast_st_parse_buffer(const void *buf, size_t len, const char *name, ast_st_set **out);
+/* Opens a checkpoint folder: "<dir>/<name>.safetensors.index.json" (sharded; weight_map names the
  * file of each tensor) if present, else every "*.safetensors" file in the folder (the set of
  * tensors must then be disjoint). Tensors with the same name in two files are an error. */
 int ast_st_open_dir(const char *dir, ast_st_set **out);
