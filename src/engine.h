@@ -46,6 +46,8 @@ typedef struct {
     int device;              /* CUDA device ordinal (backend CUDA) */
     int frames, height, width; /* latent F, H, W (divisible by the patch) */
     int n_branches;          /* 1 (no CFG) or 2 */
+    int tokenwise;           /* 0: dense-only engine (no per-block state, theta must be 1);
+                                1: keeps the token-wise state so theta < 1 can be used */
     ast_tokenwise_opts tw;
 } ast_engine_params;
 

@@ -1,14 +1,175 @@
-/* astraea-generate — entry point (options and behaviour arrive with their issue). */
+/* astraea-generate — text to video with the Wan2.1 DiT: the whole sampling loop (UniPC or Euler,
+ * CFG), dense or token-wise with a budget profile, on the CPU or a CUDA GPU. */
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
 #include "common.h"
+#include "run.h"
+#include "sampler.h"
+
+typedef struct {
+    ast_progress bar;
+} step_ctx;
+
+static int on_step(void *user, int step, int steps, double elapsed) {
+    step_ctx *s = user;
+    ast_progress_update(&s->bar, step + 1, steps, elapsed, NULL);
+    return ast_run_interrupted();
+}
 
 int main(int argc, char **argv) {
-    ast_arg args[] = {{0}};
-    ast_cli cli = {"astraea-generate", "not available yet in this build", "astraea-generate [options]", NULL,
-                   args, 0};
-    int rc = ast_cli_parse(&cli, argc, argv);
-    if (rc == 1) return AST_EXIT_OK;
-    if (rc) return AST_EXIT_USAGE;
-    ast_error_set("astraea-generate is not implemented in this build yet");
-    return ast_cli_fail(&cli);
+    const char *model = "wan-mini", *checkpoint = NULL, *prompt = NULL, *neg_prompt = "";
+    const char *context = NULL, *neg_context = NULL, *out = NULL, *init_noise = NULL;
+    const char *sampler = "unipc", *backend = "auto", *cache = "residual", *profile = NULL;
+    int frames = 0, height = 0, width = 0, steps = 0, seed = 42, gpu = 0;
+    double shift = NAN, guidance = NAN, budget = 1.0, w_alpha = 1.0, w_beta = 0.5;
+    bool quiet = false;
+    ast_arg args[] = {
+        {"--model", AST_ARG_STRING, &model, "ID|DIR", "model: wan-mini (default, shipped), or a checkpoint folder", 0, 0, 0},
+        {"--checkpoint", AST_ARG_STRING, &checkpoint, "DIR", "Wan2.1 checkpoint folder (config.json + *.safetensors); with --model wan2.1-t2v-1.3b|14b it is checked against that config", 0, 0, 0},
+        {"--prompt", AST_ARG_STRING, &prompt, "TEXT", "prompt (models with a built-in text encoder, e.g. wan-mini)", 0, 0, 0},
+        {"--negative-prompt", AST_ARG_STRING, &neg_prompt, "TEXT", "negative prompt for CFG (default: empty)", 0, 0, 0},
+        {"--context", AST_ARG_STRING, &context, "FILE", "safetensors with 'context' [L, 4096] from the umT5 encoder (Wan2.1)", 0, 0, 0},
+        {"--negative-context", AST_ARG_STRING, &neg_context, "FILE", "the negative prompt's context (Wan2.1 with CFG)", 0, 0, 0},
+        {"--frames", AST_ARG_INT, &frames, "N", "video frames (Wan2.1: 4n+1, default 81; wan-mini: default 8)", 1, 100000, 0},
+        {"--height", AST_ARG_INT, &height, "PX", "height in pixels (Wan2.1 default 480; wan-mini 32)", 1, 100000, 0},
+        {"--width", AST_ARG_INT, &width, "PX", "width in pixels (Wan2.1 default 832; wan-mini 32)", 1, 100000, 0},
+        {"--steps", AST_ARG_INT, &steps, "N", "denoising steps (default: the model's, Wan2.1 50)", 1, 10000, 0},
+        {"--shift", AST_ARG_DOUBLE, &shift, "S", "flow shift (default: the model's, Wan2.1 t2v 5.0)", 0.01, 1000, 0},
+        {"--guidance", AST_ARG_DOUBLE, &guidance, "G", "CFG scale; 1 disables CFG (default: the model's, Wan2.1 5.0)", 0, 100, 0},
+        {"--sampler", AST_ARG_STRING, &sampler, "NAME", "unipc (default, as Wan) or euler", 0, 0, 0},
+        {"--seed", AST_ARG_INT, &seed, "N", "noise seed (default 42; generator in docs/architecture.md)", 0, 2147483647, 0},
+        {"--init-noise", AST_ARG_STRING, &init_noise, "FILE", "initial noise: safetensors 'x' [C, F, H, W] F32 (reproduces a PyTorch run)", 0, 0, 0},
+        {"--profile", AST_ARG_STRING, &profile, "FILE", "budget profile JSON from astraea-export (token-wise acceleration)", 0, 0, 0},
+        {"--budget", AST_ARG_DOUBLE, &budget, "THETA", "one token budget for every step after the first (default 1 = dense)", 0, 1, 0},
+        {"--cache", AST_ARG_STRING, &cache, "MODE", "token-wise cache: residual (default) or output", 0, 0, 0},
+        {"--w-alpha", AST_ARG_DOUBLE, &w_alpha, "W", "selection weight of LSE x delta (default 1.0)", 0, 1000, 0},
+        {"--w-beta", AST_ARG_DOUBLE, &w_beta, "W", "selection weight of exp(skip) (default 0.5)", 0, 1000, 0},
+        {"--backend", AST_ARG_STRING, &backend, "NAME", "auto (default: CUDA if present), cpu, cuda", 0, 0, 0},
+        {"--gpu", AST_ARG_INT, &gpu, "N", "CUDA device index (default 0)", 0, 64, 0},
+        {"--out", AST_ARG_STRING, &out, "FILE", "output: .gif / .png (pixel models) or .safetensors (latent 'x')", 0, 0, 0},
+        {"--quiet", AST_ARG_FLAG, &quiet, NULL, "no progress output", 0, 0, 0},
+    };
+    ast_cli cli = {"astraea-generate",
+                   "generate a video clip with a Wan2.1 DiT, dense or token-wise",
+                   "astraea-generate [--model wan-mini] --prompt TEXT --out clip.gif [options]",
+                   "Examples:\n"
+                   "  astraea-generate --prompt \"a red circle moves left over a blue background\" --out clip.gif\n"
+                   "  astraea-generate --prompt \"...\" --profile profiles/wan-mini-2x.json --out fast.gif\n"
+                   "  astraea-generate --checkpoint Wan2.1-T2V-1.3B --context ctx.safetensors \\\n"
+                   "      --negative-context neg.safetensors --frames 33 --out latent.safetensors\n"
+                   "Wan2.1 produces a VAE latent (.safetensors); wan-mini produces pixels (.gif/.png).",
+                   args, (int)(sizeof args / sizeof *args)};
+    int prc = ast_cli_parse(&cli, argc, argv);
+    if (prc == 1) return AST_EXIT_OK;
+    if (prc) return AST_EXIT_USAGE;
+    if (!out) return ast_cli_usage_error(&cli, "--out FILE is required");
+    if (prompt && context) return ast_cli_usage_error(&cli, "give --prompt or --context, not both");
+    ast_sampler_kind skind;
+    if (strcmp(sampler, "unipc") == 0)
+        skind = AST_SAMPLER_UNIPC;
+    else if (strcmp(sampler, "euler") == 0)
+        skind = AST_SAMPLER_EULER;
+    else
+        return ast_cli_usage_error(&cli, "--sampler must be unipc or euler, got '%s'", sampler);
+    ast_cache_mode cmode;
+    if (strcmp(cache, "residual") == 0)
+        cmode = AST_CACHE_RESIDUAL;
+    else if (strcmp(cache, "output") == 0)
+        cmode = AST_CACHE_OUTPUT;
+    else
+        return ast_cli_usage_error(&cli, "--cache must be residual or output, got '%s'", cache);
+    if (quiet) ast_log_level = 0;
+
+    ast_model *m = NULL;
+    ast_engine *e = NULL;
+    float *ctx = NULL, *nctx = NULL, *noise = NULL, *result = NULL, *budgets = NULL;
+    int rc = AST_EXIT_FAIL, L = 0, nL = 0, F, H, W;
+    if (ast_run_open_model(model, checkpoint, &m)) goto fail;
+    const ast_wan_config *c = &m->cfg;
+    ast_sampler_params sp = {skind, steps ? steps : (c->default_steps ? c->default_steps : 50),
+                             (float)(!isnan(shift) ? shift : (c->default_shift > 0 ? c->default_shift : 5.0)),
+                             (float)(!isnan(guidance) ? guidance : (c->default_guidance > 0 ? c->default_guidance : 5.0))};
+    if (init_noise) {
+        if (ast_run_read_latent(init_noise, m, &noise, &F, &H, &W)) goto fail;
+    } else if (ast_run_latent_shape(m, frames, height, width, &F, &H, &W)) {
+        goto fail;
+    }
+    if (ast_run_context(m, prompt, context, &ctx, &L)) goto fail;
+    int branches = sp.guidance != 1.0f ? 2 : 1;
+    if (branches == 2) {
+        if (context && !neg_context) {
+            ast_error_set("CFG (--guidance %g) needs --negative-context FILE with the negative "
+                          "prompt's context (or --guidance 1)", sp.guidance);
+            goto fail;
+        }
+        if (ast_run_context(m, neg_prompt, neg_context, &nctx, &nL)) goto fail;
+    }
+    budgets = ast_malloc(sizeof(float) * sp.steps, "the budgets");
+    if (!budgets) goto fail;
+    for (int i = 0; i < sp.steps; i++) budgets[i] = i == 0 ? 1.0f : (float)budget;
+    if (profile) {
+        ast_error_set("--profile: profiles are not supported by this build yet");
+        goto fail;
+    }
+    int tokenwise = 0;
+    for (int i = 1; i < sp.steps; i++) tokenwise |= budgets[i] < 1.0f;
+
+    ast_engine_params ep = {0};
+    if (ast_run_pick_backend(backend, &ep.backend)) goto fail;
+    ep.device = gpu;
+    ep.frames = F;
+    ep.height = H;
+    ep.width = W;
+    ep.n_branches = branches;
+    ep.tokenwise = tokenwise;
+    ast_tokenwise_opts_default(&ep.tw);
+    ep.tw.cache = cmode;
+    ep.tw.w_alpha = (float)w_alpha;
+    ep.tw.w_beta = (float)w_beta;
+    if (ast_engine_create(m, &ep, &e)) goto fail;
+    if (ast_engine_set_context(e, 0, ctx, L)) goto fail;
+    if (branches == 2 && ast_engine_set_context(e, 1, nctx, nL)) goto fail;
+    int64_t n = (int64_t)c->in_dim * F * H * W;
+    if (!noise) {
+        noise = ast_malloc(sizeof(float) * n, "the noise");
+        if (!noise) goto fail;
+        ast_noise((uint64_t)seed, noise, n);
+    }
+    result = ast_malloc(sizeof(float) * n, "the result");
+    if (!result) goto fail;
+    ast_log(1, "astraea-generate: %s on %s, latent [%d, %d, %d, %d] = %d tokens, %d steps %s, "
+               "guidance %g, shift %g%s\n",
+            c->model_id, ast_engine_device_name(e), c->in_dim, F, H, W, ast_engine_tokens(e),
+            sp.steps, sampler, sp.guidance, sp.shift, tokenwise ? ", token-wise" : ", dense");
+    ast_run_install_sigint();
+    step_ctx sc;
+    ast_progress_init(&sc.bar, "denoising");
+    ast_generate_stats st;
+    int grc = ast_generate(e, &sp, budgets, noise, result, on_step, &sc, &st);
+    ast_progress_done(&sc.bar);
+    if (grc) {
+        if (ast_run_interrupted()) rc = AST_EXIT_INTERRUPTED;
+        goto fail;
+    }
+    if (ast_run_write_output(out, m, result, F, H, W)) goto fail;
+    ast_log(1, "astraea-generate: wrote %s (%.2f s, %d forwards, %.1f ms per forward)\n", out,
+            st.seconds, st.forwards, 1e3 * st.forward_seconds / (st.forwards ? st.forwards : 1));
+    rc = AST_EXIT_OK;
+    goto done;
+fail:
+    if (rc != AST_EXIT_INTERRUPTED) rc = ast_cli_fail(&cli);
+    else fprintf(stderr, "astraea-generate: interrupted; no output written\n");
+done:
+    ast_engine_free(e);
+    ast_model_free(m);
+    free(ctx);
+    free(nctx);
+    free(noise);
+    free(result);
+    free(budgets);
+    return rc;
 }

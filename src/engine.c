@@ -1,0 +1,164 @@
+/* engine.c — the public engine API (engine.h): argument checks, context padding, dispatch to
+ * the CPU or CUDA backend, and the accounting of the token-wise state. */
+#include "engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "common.h"
+
+struct ast_engine {
+    const ast_model *m;
+    ast_engine_params p;
+    void *impl;
+    const ast_backend_vtable *vt;
+    int N;
+    int *fresh;        /* [n_branches]: 1 until the first forward after reset */
+    float *ctx_padded; /* [text_len, text_dim] */
+};
+
+int ast_budget_tokens(float theta, int n) {
+    if (!(theta > 0)) theta = 0;
+    if (theta > 1) theta = 1;
+    long k = lroundf(theta * (float)n);
+    if (k < 1) k = 1;
+    if (k > n) k = n;
+    return (int)k;
+}
+
+static int check_params(const ast_model *m, const ast_engine_params *p) {
+    const ast_wan_config *c = &m->cfg;
+    int dims[3] = {p->frames, p->height, p->width};
+    const char *names[3] = {"frames", "height", "width"};
+    for (int i = 0; i < 3; i++) {
+        if (dims[i] <= 0 || dims[i] % c->patch[i] != 0)
+            return ast_fail("latent %s = %d must be a positive multiple of the patch size %d "
+                            "(latent shape [%d, %d, %d, %d], patch (%d, %d, %d))",
+                            names[i], dims[i], c->patch[i], c->in_dim, p->frames, p->height,
+                            p->width, c->patch[0], c->patch[1], c->patch[2]);
+    }
+    int gf = p->frames / c->patch[0], gh = p->height / c->patch[1], gw = p->width / c->patch[2];
+    if (gf > 1024 || gh > 1024 || gw > 1024)
+        return ast_fail("latent grid %dx%dx%d exceeds the RoPE table (1024 positions per axis)",
+                        gf, gh, gw);
+    if ((int64_t)gf * gh * gw > 4000000)
+        return ast_fail("%lld tokens is more than this engine supports; use fewer frames or a "
+                        "lower resolution",
+                        (long long)gf * gh * gw);
+    if (p->n_branches < 1 || p->n_branches > 2)
+        return ast_fail("internal: n_branches must be 1 or 2, got %d", p->n_branches);
+    return 0;
+}
+
+int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine **out) {
+    *out = NULL;
+    if (check_params(m, p)) return -1;
+    ast_engine *e = ast_calloc(1, sizeof *e, "the engine");
+    if (!e) return -1;
+    e->m = m;
+    e->p = *p;
+    e->N = (p->frames / m->cfg.patch[0]) * (p->height / m->cfg.patch[1]) *
+           (p->width / m->cfg.patch[2]);
+    e->fresh = ast_calloc((size_t)p->n_branches, sizeof *e->fresh, "engine state");
+    e->ctx_padded = ast_alloc_aligned(sizeof(float) * m->cfg.text_len * m->cfg.text_dim,
+                                      "the padded context");
+    int rc = (!e->fresh || !e->ctx_padded) ? -1 : 0;
+    if (rc == 0) {
+        rc = p->backend == AST_BACKEND_CUDA ? ast_cuda_backend_create(m, p, &e->impl, &e->vt)
+                                            : ast_cpu_backend_create(m, p, &e->impl, &e->vt);
+    }
+    if (rc) {
+        ast_engine_free(e);
+        return -1;
+    }
+    ast_engine_reset(e);
+    *out = e;
+    return 0;
+}
+
+void ast_engine_free(ast_engine *e) {
+    if (!e) return;
+    if (e->vt && e->impl) e->vt->destroy(e->impl);
+    free(e->fresh);
+    ast_free_aligned(e->ctx_padded);
+    free(e);
+}
+
+int ast_engine_set_context(ast_engine *e, int branch, const float *ctx, int L) {
+    const ast_wan_config *c = &e->m->cfg;
+    if (branch < 0 || branch >= e->p.n_branches)
+        return ast_fail("internal: CFG branch %d out of range", branch);
+    if (L < 0 || L > c->text_len)
+        return ast_fail("the context has %d rows but the model takes at most %d (text_len); "
+                        "trim the prompt",
+                        L, c->text_len);
+    for (int64_t i = 0; i < (int64_t)L * c->text_dim; i++)
+        if (!isfinite(ctx[i]))
+            return ast_fail("the context holds a NaN or Inf at row %lld, column %lld; the text "
+                            "encoder output is broken",
+                            (long long)(i / c->text_dim), (long long)(i % c->text_dim));
+    size_t bytes = sizeof(float) * (size_t)c->text_len * c->text_dim;
+    memset(e->ctx_padded, 0, bytes);
+    if (L) memcpy(e->ctx_padded, ctx, sizeof(float) * (size_t)L * c->text_dim);
+    return e->vt->set_context(e->impl, branch, e->ctx_padded);
+}
+
+void ast_engine_reset(ast_engine *e) {
+    for (int i = 0; i < e->p.n_branches; i++) e->fresh[i] = 1;
+    e->vt->reset(e->impl);
+}
+
+int ast_engine_forward(ast_engine *e, int branch, const float *x, float t, float theta,
+                       float *out, ast_forward_info *info) {
+    if (branch < 0 || branch >= e->p.n_branches)
+        return ast_fail("internal: CFG branch %d out of range", branch);
+    if (!(theta >= 0 && theta <= 1))
+        return ast_fail("token budget %g is outside [0, 1]", theta);
+    if (theta < 1 && !e->p.tokenwise)
+        return ast_fail("internal: budget %g on a dense-only engine", theta);
+    int dense = e->fresh[branch] || theta >= 1;
+    e->fresh[branch] = 0;
+    if (info) memset(info, 0, sizeof *info);
+    int rc = e->vt->forward(e->impl, branch, x, t, theta, dense, out, info);
+    if (rc == 0 && info) {
+        const ast_wan_config *c = &e->m->cfg;
+        int r = e->p.tw.sketch_dim > 0 ? e->p.tw.sketch_dim : 32;
+        /* per block per branch: cache [N, D] (4 B on CPU, 2 B on GPU), lse, skip, sketch [N, r] */
+        double cache_b = e->p.backend == AST_BACKEND_CUDA ? 2.0 : 4.0;
+        double per_tok = cache_b * c->dim + 4.0 + 4.0 + 4.0 * r;
+        info->extra_state_bytes = e->p.tokenwise ? per_tok * e->N * c->num_layers *
+                                                       e->p.n_branches
+                                                 : 0;
+    }
+    return rc;
+}
+
+int ast_engine_tokens(const ast_engine *e) { return e->N; }
+const ast_model *ast_engine_model(const ast_engine *e) { return e->m; }
+const char *ast_engine_device_name(const ast_engine *e) { return e->vt->device_name(e->impl); }
+
+int ast_check_latent(const ast_model *m, const ast_tensor *x, const char *what) {
+    const ast_wan_config *c = &m->cfg;
+    char shp[128];
+    if (x->dtype != AST_DT_F32)
+        return ast_fail("%s must be F32, got %s", what, ast_dtype_name(x->dtype));
+    if (x->ndim != 4 || x->shape[0] != c->in_dim)
+        return ast_fail("%s must have shape [%d, F, H, W], got %s", what, c->in_dim,
+                        ast_shape_str(x, shp, sizeof shp));
+    for (int i = 0; i < 3; i++)
+        if (x->shape[i + 1] <= 0 || x->shape[i + 1] % c->patch[i] != 0)
+            return ast_fail("%s has shape %s: F, H, W must be positive multiples of the patch "
+                            "size (%d, %d, %d)",
+                            what, ast_shape_str(x, shp, sizeof shp), c->patch[0], c->patch[1],
+                            c->patch[2]);
+    int64_t n = ast_tensor_numel(x);
+    for (int64_t i = 0; i < n; i++) {
+        float v = ast_tensor_get_f32(x, i);
+        if (!isfinite(v))
+            return ast_fail("%s holds a NaN or Inf at flat index %lld; fix the input", what,
+                            (long long)i);
+    }
+    return 0;
+}

@@ -1,0 +1,435 @@
+/* forward_cpu.c — the fp32 CPU backend: the Wan2.1 forward exactly as wan21.md §1, dense or
+ * token-wise (method.md §1). It is the reference the CUDA backend (kernels/forward_cuda.cu)
+ * mirrors step by step, and the engine the CPU search runs.
+ *
+ * One block, token-wise (K of N tokens selected; dense = all N, identity selection):
+ *   score + top-K          sel[K]   from lse, Δ (sketch of x_in vs the last computed input), skip
+ *   h   = LN1(x)(1+E1)+E0   [N, D]   all tokens: K/V are projected for every token
+ *   k,v = h·Wk,v            [N, D]   RMSNorm + RoPE on k
+ *   q   = h[sel]·Wq         [K, D]   RMSNorm + RoPE (positions of the selected tokens)
+ *   o   = attn(q, k, v)     [K, D]   + per-row LSE
+ *   xs  = x[sel] + (o·Wo)·E2; xs += cross(LN3(xs)); xs += FFN(LN2(xs)(1+E4)+E3)·E5
+ *   x[sel] = xs; x[other] = x[other] + cache (residual mode) or cache (output mode)
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "common.h"
+#include "cpu_ops.h"
+#include "tokenwise.h"
+
+typedef struct {
+    float *cache;     /* [N, D] block output (or residual) the last time each token was computed */
+    float *lse;       /* [N] mean over heads of the self-attention LSE, last computed */
+    float *refsketch; /* [N, r] sketch of the block input, last computed */
+    int32_t *skip;    /* [N] steps in a row not computed */
+} cpu_block_state;
+
+typedef struct {
+    float *cross_k;         /* [layers][text_len, D] RMSNorm'd cross-attention keys */
+    float *cross_v;         /* [layers][text_len, D] */
+    int has_context;
+    int has_state;          /* caches valid (a dense forward ran since reset) */
+    cpu_block_state *blocks;/* [layers] when token-wise */
+} cpu_branch;
+
+typedef struct {
+    const ast_model *m;
+    ast_engine_params p;
+    int N, gf, gh, gw, D, H, hd, Fd, L, P;  /* tokens, grid, width, heads, head dim, ffn,
+                                               text_len, patch vector length */
+    int r;                   /* sketch width */
+    ast_rope_table rope;
+    float *proj;             /* [r, D] sketch projection (tokenwise.h) */
+    cpu_branch *br;
+    /* scratch, sized for N tokens */
+    float *x;                /* [N, D] residual stream */
+    float *xin;              /* [N, D] block input (for the residual cache) */
+    float *h;                /* [N, max(D, P_in)] normalized input / patches */
+    float *kv;               /* [N, 2D] keys | values */
+    float *q;                /* [N, D] */
+    float *o;                /* [N, D] attention output */
+    float *xs;               /* [N, D] selected rows of x */
+    float *tmp;              /* [N, D] */
+    float *ffn;              /* [N, Fd] */
+    float *lse_h;            /* [H, N] */
+    float *sk;               /* [N, r] sketch of the current block input */
+    float *score;            /* [N] */
+    int32_t *sel, *work;     /* [N] */
+    float *e, *e0, *mod;     /* [D], [6D], [6D] */
+    float *headout;          /* [N, out_dim * patch] */
+    char name[64];
+} cpu_backend;
+
+static void free_branch(cpu_backend *b, cpu_branch *br) {
+    ast_free_aligned(br->cross_k);
+    ast_free_aligned(br->cross_v);
+    if (br->blocks) {
+        for (int l = 0; l < b->m->cfg.num_layers; l++) {
+            ast_free_aligned(br->blocks[l].cache);
+            ast_free_aligned(br->blocks[l].lse);
+            ast_free_aligned(br->blocks[l].refsketch);
+            ast_free_aligned(br->blocks[l].skip);
+        }
+        free(br->blocks);
+    }
+}
+
+static void cpu_destroy(void *impl) {
+    cpu_backend *b = impl;
+    if (!b) return;
+    if (b->br)
+        for (int i = 0; i < b->p.n_branches; i++) free_branch(b, &b->br[i]);
+    free(b->br);
+    ast_rope_table_free(&b->rope);
+    float *bufs[] = {b->proj, b->x, b->xin, b->h, b->kv, b->q, b->o, b->xs, b->tmp, b->ffn,
+                     b->lse_h, b->sk, b->score, b->e, b->e0, b->mod, b->headout};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) ast_free_aligned(bufs[i]);
+    ast_free_aligned(b->sel);
+    ast_free_aligned(b->work);
+    free(b);
+}
+
+static const char *cpu_device_name(void *impl) { return ((cpu_backend *)impl)->name; }
+
+/* ---- embeddings -------------------------------------------------------------------------- */
+
+/* x [C, F, Hh, Ww] -> patches [N, C*pt*ph*pw] in Conv3d weight order (c, kt, kh, kw). */
+static void patchify(const cpu_backend *b, const float *x, float *patches) {
+    const ast_wan_config *c = &b->m->cfg;
+    int pt = c->patch[0], ph = c->patch[1], pw = c->patch[2], C = c->in_dim;
+    int F = b->p.frames, Hh = b->p.height, Ww = b->p.width;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < b->N; n++) {
+        int f = n / (b->gh * b->gw), i = (n / b->gw) % b->gh, j = n % b->gw;
+        float *dst = patches + (int64_t)n * b->P;
+        int k = 0;
+        for (int ch = 0; ch < C; ch++)
+            for (int at = 0; at < pt; at++)
+                for (int a = 0; a < ph; a++)
+                    for (int bb = 0; bb < pw; bb++)
+                        dst[k++] = x[(((int64_t)ch * F + f * pt + at) * Hh + i * ph + a) * Ww +
+                                     j * pw + bb];
+    }
+}
+
+/* head output y [N, pt*ph*pw*C] (c fastest) -> out [C, F, H, W] (wan21.md §1.5). */
+static void unpatchify(const cpu_backend *b, const float *y, float *out) {
+    const ast_wan_config *c = &b->m->cfg;
+    int pt = c->patch[0], ph = c->patch[1], pw = c->patch[2], C = c->out_dim;
+    int F = b->p.frames, Hh = b->p.height, Ww = b->p.width, Py = pt * ph * pw * C;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < b->N; n++) {
+        int f = n / (b->gh * b->gw), i = (n / b->gw) % b->gh, j = n % b->gw;
+        const float *src = y + (int64_t)n * Py;
+        for (int at = 0; at < pt; at++)
+            for (int a = 0; a < ph; a++)
+                for (int bb = 0; bb < pw; bb++)
+                    for (int ch = 0; ch < C; ch++)
+                        out[(((int64_t)ch * F + f * pt + at) * Hh + i * ph + a) * Ww + j * pw +
+                            bb] = src[((at * ph + a) * pw + bb) * C + ch];
+    }
+}
+
+/* e = time_embedding(sinusoid(t)) [D]; e0 = time_projection(SiLU(e)) [6D]. */
+static void time_embed(cpu_backend *b, float t) {
+    const ast_wan_config *c = &b->m->cfg;
+    const ast_wan_weights *w = &b->m->w;
+    int half = c->freq_dim / 2;
+    float *feat = b->tmp; /* [freq_dim] */
+    for (int k = 0; k < half; k++) {
+        double phi = (double)t * pow(10000.0, -(double)k / half); /* float64, as the reference */
+        feat[k] = (float)cos(phi);
+        feat[half + k] = (float)sin(phi);
+    }
+    float *hid = b->tmp + c->freq_dim;
+    ast_cpu_gemm(1, c->dim, c->freq_dim, feat, c->freq_dim, w->time0_w.data, w->time0_w.dtype,
+                 c->freq_dim, w->time0_b, hid, c->dim, AST_EPI_NONE, 0);
+    ast_cpu_silu(hid, c->dim);
+    ast_cpu_gemm(1, c->dim, c->dim, hid, c->dim, w->time2_w.data, w->time2_w.dtype, c->dim,
+                 w->time2_b, b->e, c->dim, AST_EPI_NONE, 0);
+    memcpy(hid, b->e, sizeof(float) * c->dim);
+    ast_cpu_silu(hid, c->dim);
+    ast_cpu_gemm(1, 6 * c->dim, c->dim, hid, c->dim, w->tproj_w.data, w->tproj_w.dtype, c->dim,
+                 w->tproj_b, b->e0, 6 * c->dim, AST_EPI_NONE, 0);
+}
+
+/* y[M, D] = x[M, K]·Wᵀ + bias for an ast_tensor weight [N, K]. */
+static void linear(int M, const float *x, int ldx, const ast_tensor *W, const float *bias,
+                   float *y, int ldy, ast_epilogue epi) {
+    int N = (int)W->shape[0];
+    int K = (int)(ast_tensor_numel(W) / W->shape[0]);
+    ast_cpu_gemm(M, N, K, x, ldx, W->data, W->dtype, K, bias, y, ldy, epi, 0);
+}
+
+static int cpu_set_context(void *impl, int branch, const float *ctx) {
+    cpu_backend *b = impl;
+    const ast_wan_config *c = &b->m->cfg;
+    const ast_wan_weights *w = &b->m->w;
+    cpu_branch *br = &b->br[branch];
+    int L = c->text_len, D = c->dim;
+    float *hid = ast_alloc_aligned(sizeof(float) * L * D, "text embedding");
+    float *emb = ast_alloc_aligned(sizeof(float) * L * D, "text embedding");
+    if (!hid || !emb) {
+        ast_free_aligned(hid);
+        ast_free_aligned(emb);
+        return -1;
+    }
+    /* text_embedding: Linear -> GELU(tanh) -> Linear; pad rows included (they are attended) */
+    linear(L, ctx, c->text_dim, &w->text0_w, w->text0_b, hid, D, AST_EPI_GELU_TANH);
+    linear(L, hid, D, &w->text2_w, w->text2_b, emb, D, AST_EPI_NONE);
+    for (int l = 0; l < c->num_layers; l++) {
+        const ast_wan_attn *ca = &w->blocks[l].cross_attn;
+        float *k = br->cross_k + (int64_t)l * L * D, *v = br->cross_v + (int64_t)l * L * D;
+        linear(L, emb, D, &ca->k_w, ca->k_b, k, D, AST_EPI_NONE);
+        ast_cpu_rmsnorm(L, D, k, D, ca->norm_k, c->eps);
+        linear(L, emb, D, &ca->v_w, ca->v_b, v, D, AST_EPI_NONE);
+    }
+    ast_free_aligned(hid);
+    ast_free_aligned(emb);
+    br->has_context = 1;
+    return 0;
+}
+
+static void cpu_reset(void *impl) {
+    cpu_backend *b = impl;
+    for (int i = 0; i < b->p.n_branches; i++) b->br[i].has_state = 0;
+}
+
+/* Gathers rows sel[0..K) of src [N, ld] into dst [K, D]. */
+static void gather_rows(int K, int D, const int32_t *sel, const float *src, int lds, float *dst,
+                        int ldd) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < K; r++)
+        memcpy(dst + (int64_t)r * ldd, src + (int64_t)sel[r] * lds, sizeof(float) * D);
+}
+
+static void block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense) {
+    const ast_wan_config *c = &b->m->cfg;
+    const ast_wan_block *w = &b->m->w.blocks[l];
+    const int N = b->N, D = b->D, H = b->H, hd = b->hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *E = b->mod; /* E0..E5 = modulation + e0 */
+    for (int i = 0; i < 6 * D; i++) E[i] = w->modulation[i] + b->e0[i];
+    const float *E0 = E, *E1 = E + D, *E2 = E + 2 * D, *E3 = E + 3 * D, *E4 = E + 4 * D,
+                *E5 = E + 5 * D;
+    cpu_block_state *st = br->blocks ? &br->blocks[l] : NULL;
+    int32_t *sel = b->sel;
+    int gather = K < N; /* K == N: identity selection, rows used in place */
+
+    /* 1. selection */
+    if (st) {
+        ast_cpu_gemm(N, b->r, D, b->x, D, b->proj, AST_DT_F32, D, NULL, b->sk, b->r,
+                     AST_EPI_NONE, 0);
+    }
+    if (gather) {
+        ast_tw_scores(N, b->r, b->sk, st->refsketch, st->lse, st->skip, &b->p.tw, b->score);
+        ast_tw_topk(N, K, b->score, sel, b->work);
+    }
+    if (st) memcpy(b->xin, b->x, sizeof(float) * (size_t)N * D);
+
+    /* 2. self-attention: K/V for all tokens, Q for the selected */
+    ast_cpu_layernorm(N, D, b->x, D, b->h, D, NULL, NULL, E1, E0, c->eps);
+    float *kk = b->kv, *vv = b->kv + D;
+    linear(N, b->h, D, &w->self_attn.k_w, w->self_attn.k_b, kk, 2 * D, AST_EPI_NONE);
+    linear(N, b->h, D, &w->self_attn.v_w, w->self_attn.v_b, vv, 2 * D, AST_EPI_NONE);
+    ast_cpu_rmsnorm(N, D, kk, 2 * D, w->self_attn.norm_k, c->eps);
+    ast_cpu_rope(N, H, kk, 2 * D, NULL, b->gh, b->gw, &b->rope);
+    const float *hq = b->h;
+    if (gather) {
+        gather_rows(K, D, sel, b->h, D, b->tmp, D);
+        hq = b->tmp;
+    }
+    linear(K, hq, D, &w->self_attn.q_w, w->self_attn.q_b, b->q, D, AST_EPI_NONE);
+    ast_cpu_rmsnorm(K, D, b->q, D, w->self_attn.norm_q, c->eps);
+    ast_cpu_rope(K, H, b->q, D, gather ? sel : NULL, b->gh, b->gw, &b->rope);
+    ast_cpu_attention(K, N, H, hd, b->q, D, kk, 2 * D, vv, 2 * D, b->o, D, b->lse_h, scale);
+    /* xs = x[sel] + (o·Wo + bo)·E2 */
+    float *xs = b->x;
+    if (gather) {
+        gather_rows(K, D, sel, b->x, D, b->xs, D);
+        xs = b->xs;
+    }
+    linear(K, b->o, D, &w->self_attn.o_w, w->self_attn.o_b, b->tmp, D, AST_EPI_NONE);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < K; r++)
+        for (int i = 0; i < D; i++) xs[(int64_t)r * D + i] += b->tmp[(int64_t)r * D + i] * E2[i];
+
+    /* 3. cross-attention (no modulation, no gate) */
+    ast_cpu_layernorm(K, D, xs, D, b->h, D, w->norm3_w, w->norm3_b, NULL, NULL, c->eps);
+    linear(K, b->h, D, &w->cross_attn.q_w, w->cross_attn.q_b, b->q, D, AST_EPI_NONE);
+    ast_cpu_rmsnorm(K, D, b->q, D, w->cross_attn.norm_q, c->eps);
+    const float *ck = br->cross_k + (int64_t)l * b->L * D, *cv = br->cross_v + (int64_t)l * b->L * D;
+    ast_cpu_attention(K, b->L, H, hd, b->q, D, ck, D, cv, D, b->o, D, NULL, scale);
+    linear(K, b->o, D, &w->cross_attn.o_w, w->cross_attn.o_b, b->tmp, D, AST_EPI_NONE);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < (int64_t)K * D; i++) xs[i] += b->tmp[i];
+
+    /* 4. FFN */
+    ast_cpu_layernorm(K, D, xs, D, b->h, D, NULL, NULL, E4, E3, c->eps);
+    linear(K, b->h, D, &w->ffn0_w, w->ffn0_b, b->ffn, b->Fd, AST_EPI_GELU_TANH);
+    linear(K, b->ffn, b->Fd, &w->ffn2_w, w->ffn2_b, b->tmp, D, AST_EPI_NONE);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < K; r++)
+        for (int i = 0; i < D; i++) xs[(int64_t)r * D + i] += b->tmp[(int64_t)r * D + i] * E5[i];
+
+    if (!st) return; /* dense-only engine: x was updated in place */
+
+    /* 5. scatter + state update */
+    const int residual = b->p.tw.cache == AST_CACHE_RESIDUAL;
+    if (!gather) { /* every token computed (dense step or theta = 1) */
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float *cache = st->cache + (int64_t)n * D;
+            const float *out = b->x + (int64_t)n * D, *in = b->xin + (int64_t)n * D;
+            for (int i = 0; i < D; i++) cache[i] = residual ? out[i] - in[i] : out[i];
+            float s = 0;
+            for (int h = 0; h < H; h++) s += b->lse_h[(int64_t)h * N + n];
+            st->lse[n] = s / H;
+            st->skip[n] = 0;
+            memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r,
+                   sizeof(float) * b->r);
+        }
+        (void)dense;
+        return;
+    }
+    /* unselected tokens: reuse the cache (work[] marks the selected) */
+    int32_t *mark = b->work;
+    memset(mark, 0, sizeof(int32_t) * N);
+    for (int r = 0; r < K; r++) mark[sel[r]] = 1;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        if (mark[n]) continue;
+        float *x = b->x + (int64_t)n * D;
+        const float *cache = st->cache + (int64_t)n * D;
+        if (residual)
+            for (int i = 0; i < D; i++) x[i] += cache[i];
+        else
+            memcpy(x, cache, sizeof(float) * D);
+        st->skip[n]++;
+    }
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < K; r++) {
+        int n = sel[r];
+        float *x = b->x + (int64_t)n * D, *cache = st->cache + (int64_t)n * D;
+        const float *out = xs + (int64_t)r * D, *in = b->xin + (int64_t)n * D;
+        for (int i = 0; i < D; i++) cache[i] = residual ? out[i] - in[i] : out[i];
+        memcpy(x, out, sizeof(float) * D);
+        float s = 0;
+        for (int h = 0; h < H; h++) s += b->lse_h[(int64_t)h * K + r];
+        st->lse[n] = s / H;
+        st->skip[n] = 0;
+        memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r, sizeof(float) * b->r);
+    }
+}
+
+static int cpu_forward(void *impl, int branch, const float *xin, float t, float theta, int dense,
+                       float *out, ast_forward_info *info) {
+    cpu_backend *b = impl;
+    const ast_wan_config *c = &b->m->cfg;
+    const ast_wan_weights *w = &b->m->w;
+    cpu_branch *br = &b->br[branch];
+    const int N = b->N, D = b->D;
+    if (!br->has_context)
+        return ast_fail("internal: forward on CFG branch %d before its context was set", branch);
+    int K = N;
+    if (br->blocks && !dense && br->has_state) K = ast_budget_tokens(theta, N);
+
+    /* patch embedding: x = patches·Wpᵀ + b */
+    patchify(b, xin, b->h);
+    ast_cpu_gemm(N, D, b->P, b->h, b->P, w->patch_w.data, w->patch_w.dtype, b->P, w->patch_b, b->x,
+                 D, AST_EPI_NONE, 0);
+    time_embed(b, t);
+    for (int l = 0; l < c->num_layers; l++) block_forward(b, br, l, K, dense);
+    if (br->blocks) br->has_state = 1;
+
+    /* head: LN(x)(1 + H1) + H0 with H = head.modulation + e; then Linear; unpatchify */
+    float *hmod = b->mod;
+    for (int i = 0; i < 2 * D; i++) hmod[i] = w->head_mod[i] + b->e[i % D];
+    ast_cpu_layernorm(N, D, b->x, D, b->h, D, NULL, NULL, hmod + D, hmod, c->eps);
+    linear(N, b->h, D, &w->head_w, w->head_b, b->headout, (int)w->head_w.shape[0], AST_EPI_NONE);
+    unpatchify(b, b->headout, out);
+    if (info) {
+        info->tokens = N;
+        info->computed = K;
+    }
+    return 0;
+}
+
+static const ast_backend_vtable cpu_vtable = {cpu_set_context, cpu_reset, cpu_forward,
+                                              cpu_destroy, cpu_device_name};
+
+int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
+                           const ast_backend_vtable **vt) {
+    const ast_wan_config *c = &m->cfg;
+    cpu_backend *b = ast_calloc(1, sizeof *b, "the CPU backend");
+    if (!b) return -1;
+    b->m = m;
+    b->p = *p;
+    b->gf = p->frames / c->patch[0];
+    b->gh = p->height / c->patch[1];
+    b->gw = p->width / c->patch[2];
+    b->N = b->gf * b->gh * b->gw;
+    b->D = c->dim;
+    b->H = c->num_heads;
+    b->hd = c->head_dim;
+    b->Fd = c->ffn_dim;
+    b->L = c->text_len;
+    b->P = c->in_dim * c->patch[0] * c->patch[1] * c->patch[2];
+    b->r = p->tw.sketch_dim > 0 ? p->tw.sketch_dim : 32;
+    snprintf(b->name, sizeof b->name, "cpu (%d threads)", omp_get_max_threads());
+    const int64_t N = b->N, D = b->D;
+    int64_t hw = D > b->P ? D : b->P;
+    int64_t tmpw = D > 2 * c->freq_dim ? D : 2 * c->freq_dim;
+    int64_t Py = (int64_t)c->out_dim * c->patch[0] * c->patch[1] * c->patch[2];
+    size_t f = sizeof(float);
+    int ok = ast_rope_table_init(&b->rope, b->hd) == 0;
+    ok = ok && (b->x = ast_alloc_aligned(f * N * D, "residual stream")) &&
+         (b->h = ast_alloc_aligned(f * N * hw, "activations")) &&
+         (b->kv = ast_alloc_aligned(f * N * 2 * D, "keys/values")) &&
+         (b->q = ast_alloc_aligned(f * N * D, "queries")) &&
+         (b->o = ast_alloc_aligned(f * N * D, "attention output")) &&
+         (b->tmp = ast_alloc_aligned(f * (N > 1 ? N : 1) * tmpw, "activations")) &&
+         (b->ffn = ast_alloc_aligned(f * N * b->Fd, "FFN activations")) &&
+         (b->lse_h = ast_alloc_aligned(f * N * b->H, "LSE")) &&
+         (b->e = ast_alloc_aligned(f * D, "time embedding")) &&
+         (b->e0 = ast_alloc_aligned(f * 6 * D, "time projection")) &&
+         (b->mod = ast_alloc_aligned(f * 6 * D, "modulation")) &&
+         (b->headout = ast_alloc_aligned(f * N * Py, "head output")) &&
+         (b->sel = ast_alloc_aligned(sizeof(int32_t) * N, "selection")) &&
+         (b->work = ast_alloc_aligned(sizeof(int32_t) * N, "selection"));
+    ok = ok && (b->br = ast_calloc((size_t)p->n_branches, sizeof *b->br, "CFG branches"));
+    for (int i = 0; ok && i < p->n_branches; i++) {
+        cpu_branch *br = &b->br[i];
+        ok = (br->cross_k = ast_alloc_aligned(f * c->num_layers * b->L * D, "cross-attention keys")) &&
+             (br->cross_v = ast_alloc_aligned(f * c->num_layers * b->L * D, "cross-attention values"));
+        if (ok && p->tokenwise) {
+            ok = (br->blocks = ast_calloc((size_t)c->num_layers, sizeof *br->blocks, "token-wise state")) != NULL;
+            for (int l = 0; ok && l < c->num_layers; l++) {
+                cpu_block_state *s = &br->blocks[l];
+                ok = (s->cache = ast_alloc_aligned(f * N * D, "token cache")) &&
+                     (s->lse = ast_alloc_aligned(f * N, "token LSE")) &&
+                     (s->refsketch = ast_alloc_aligned(f * N * b->r, "token sketch")) &&
+                     (s->skip = ast_alloc_aligned(sizeof(int32_t) * N, "skip counts"));
+            }
+        }
+    }
+    if (ok && p->tokenwise) {
+        ok = (b->xin = ast_alloc_aligned(f * N * D, "block input")) &&
+             (b->xs = ast_alloc_aligned(f * N * D, "selected rows")) &&
+             (b->sk = ast_alloc_aligned(f * N * b->r, "sketch")) &&
+             (b->score = ast_alloc_aligned(f * N, "scores")) &&
+             (b->proj = ast_alloc_aligned(f * D * b->r, "sketch projection"));
+        if (ok) ast_tw_projection((int)D, b->r, b->proj);
+    }
+    if (!ok) {
+        cpu_destroy(b);
+        return -1;
+    }
+    *impl = b;
+    *vt = &cpu_vtable;
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* tokenwise.h — the token-selection rule shared by the CPU and CUDA backends (method.md §1,
+ * docs/tokenwise.md). The CPU backend calls these directly; the CUDA kernels implement the same
+ * formulas and are tested against them.
+ *
+ *   Δ_i  = ‖P·x_in[i] − refsketch[i]‖ / √r          (P: fixed random [r, D] projection; an
+ *                                                     unbiased estimate of ‖x_in[i] − ref[i]‖)
+ *   S_i  = w_α · lse[i] · Δ_i / mean_j(Δ_j)  +  w_β · exp(min(skip[i], 20))
+ *   selected = the K largest S_i, ties to the lower token index, returned in ascending order. */
+#ifndef AST_TOKENWISE_H
+#define AST_TOKENWISE_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include <stdint.h>
+
+#include "engine.h"
+
+#define AST_SKIP_EXP_CAP 20
+
+/* The sketch projection P [r, D], row-major like a Linear weight (sketch s = x·Pᵀ, [N, r]),
+ * entries N(0, 1) from a fixed seed: every backend and every run must use this same P (the CUDA
+ * backend uploads it). Δ uses 1/√r so that E[Δ²] = ‖x − ref‖². */
+void ast_tw_projection(int D, int r, float *P);
+
+/* scores[i] from per-token arrays (all length n; sketch arrays [n, r]). */
+void ast_tw_scores(int n, int r, const float *sketch, const float *refsketch, const float *lse,
+                   const int32_t *skip, const ast_tokenwise_opts *o, float *scores);
+
+/* Top-K of scores (ties -> lower index), written to sel[0..k) in ascending token order.
+ * work: n int32 of scratch. */
+void ast_tw_topk(int n, int k, const float *scores, int32_t *sel, int32_t *work);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
