@@ -35,6 +35,12 @@ int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, void
  * cudaGetDeviceCount returned ...") written into reason. */
 int ast_cuda_device_count(char *reason, size_t reason_len);
 
+/* Benchmark helpers (kernels/bench_cuda.cu). Memory in use on `device` (total - free, bytes),
+ * and the median time of our attention kernel on random bf16 inputs. */
+int ast_cuda_mem_used(int device, double *used_bytes, char *name, size_t name_len);
+int ast_cuda_bench_attention(int device, int Lq, int Lk, int H, int D, int repeats,
+                             double *median_ms);
+
 #ifdef __cplusplus
 }
 #endif

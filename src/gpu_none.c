@@ -21,3 +21,19 @@ int ast_cuda_device_count(char *reason, size_t reason_len) {
                                  "time)");
     return 0;
 }
+
+int ast_cuda_mem_used(int device, double *used_bytes, char *name, size_t name_len) {
+    (void)device;
+    *used_bytes = 0;
+    snprintf(name, name_len, "no CUDA");
+    return ast_fail("this build of astraea has no CUDA backend (configured without the CUDA "
+                    "toolkit)");
+}
+
+int ast_cuda_bench_attention(int device, int Lq, int Lk, int H, int D, int repeats,
+                             double *median_ms) {
+    (void)device, (void)Lq, (void)Lk, (void)H, (void)D, (void)repeats;
+    *median_ms = 0;
+    return ast_fail("this build of astraea has no CUDA backend (configured without the CUDA "
+                    "toolkit)");
+}

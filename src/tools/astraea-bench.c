@@ -1,14 +1,331 @@
-/* astraea-bench — entry point (options and behaviour arrive with their issue). */
+/* astraea-bench — times one denoiser forward (dense and at token budgets θ) and the attention
+ * kernel at real shapes, and writes the results JSON (results/dense_forward.json,
+ * results/token_budget.json) with the device, commit, date and exact command. Without a
+ * checkpoint it benchmarks random, non-degenerate weights of the named configuration: timing
+ * needs real shapes, never real weights. The PyTorch peer (bench/pytorch_forward.py) is run in the
+ * same device call by bench/run_dense.sh and its JSON passed with --peer. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend.h"
 #include "cli.h"
 #include "common.h"
+#include "model_random.h"
+#include "run.h"
+
+#define MAX_LIST 16
+
+static int parse_list(const char *s, double *out, int max, const char *flag) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || n >= max) return ast_fail("%s: cannot read '%s' as a comma-separated list", flag, s);
+        out[n++] = v;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) return ast_fail("%s: cannot read '%s' as a comma-separated list", flag, s);
+    }
+    if (n == 0) return ast_fail("%s: empty list", flag);
+    return n;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median ms of `repeats` forwards at theta (after warm-up; the first forward after reset is dense
+ * and fills the caches). */
+static int time_forward(ast_engine *e, const float *x, float *y, float theta, int repeats,
+                        double *median_ms) {
+    double ms[64];
+    if (repeats > 64) repeats = 64;
+    ast_engine_reset(e);
+    for (int w = 0; w < 2; w++)
+        if (ast_engine_forward(e, 0, x, 500.0f, w == 0 ? 1.0f : theta, y, NULL)) return -1;
+    for (int r = 0; r < repeats; r++) {
+        double t0 = ast_now_sec();
+        if (ast_engine_forward(e, 0, x, 500.0f, theta, y, NULL)) return -1;
+        ms[r] = 1e3 * (ast_now_sec() - t0);
+    }
+    qsort(ms, (size_t)repeats, sizeof *ms, cmp_double);
+    *median_ms = ms[repeats / 2];
+    return 0;
+}
+
+static cJSON *peer_for(cJSON *peers, int tokens) {
+    cJSON *it;
+    cJSON_ArrayForEach(it, peers) {
+        cJSON *t = cJSON_GetObjectItem(it, "tokens");
+        if (cJSON_IsNumber(t) && (int)t->valuedouble == tokens) return it;
+    }
+    return NULL;
+}
+
+static double peer_num(cJSON *p, const char *key) {
+    cJSON *v = p ? cJSON_GetObjectItem(p, key) : NULL;
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void add_num(cJSON *o, const char *k, double v) {
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, round(v * 1000) / 1000);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static int write_json(const char *path, cJSON *root) {
+    char *txt = cJSON_Print(root);
+    if (!txt) return ast_fail("out of memory printing JSON");
+    ast_outfile o;
+    int rc = ast_outfile_open(&o, path);
+    if (rc == 0 && (rc = ast_outfile_write(&o, txt, strlen(txt))) == 0)
+        rc = ast_outfile_write(&o, "\n", 1);
+    if (rc == 0)
+        rc = ast_outfile_commit(&o);
+    else if (o.f)
+        ast_outfile_abort(&o);
+    free(txt);
+    return rc;
+}
+
+static cJSON *stamp(const char *device, const char *commit, int argc, char **argv) {
+    cJSON *root = cJSON_CreateObject();
+    char date[32], cmd[4096] = "";
+    ast_utc_date(date);
+    for (int i = 0; i < argc; i++) {
+        strncat(cmd, i ? " " : "", sizeof cmd - strlen(cmd) - 1);
+        strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 1);
+    }
+    cJSON_AddStringToObject(root, "device", device);
+    cJSON_AddStringToObject(root, "commit", commit ? commit : "unknown");
+    cJSON_AddStringToObject(root, "date", date);
+    cJSON_AddStringToObject(root, "command", cmd);
+    return root;
+}
 
 int main(int argc, char **argv) {
-    ast_arg args[] = {{0}};
-    ast_cli cli = {"astraea-bench", "not available yet in this build", "astraea-bench [options]", NULL,
-                   args, 0};
-    int rc = ast_cli_parse(&cli, argc, argv);
-    if (rc == 1) return AST_EXIT_OK;
-    if (rc) return AST_EXIT_USAGE;
-    ast_error_set("astraea-bench is not implemented in this build yet");
-    return ast_cli_fail(&cli);
+    const char *model = "wan2.1-t2v-1.3b", *checkpoint = NULL, *backend = "auto";
+    const char *frames_s = "33,81", *thetas_s = NULL, *peer_path = NULL, *dense_json = NULL;
+    const char *budget_json = NULL, *work = "/tmp/astraea-bench", *commit = NULL;
+    const char *budget_frames_s = "33";
+    int height = 0, width = 0, repeats = 10, gpu = 0;
+    bool no_attention = false;
+    ast_arg args[] = {
+        {"--model", AST_ARG_STRING, &model, "ID", "configuration: wan2.1-t2v-1.3b (default; random weights), wan2.1-t2v-14b, wan-mini, or a folder", 0, 0, 0},
+        {"--checkpoint", AST_ARG_STRING, &checkpoint, "DIR", "time a real checkpoint instead of random weights", 0, 0, 0},
+        {"--frames", AST_ARG_STRING, &frames_s, "LIST", "video frames per case (default 33,81 = 14,040 and 32,760 tokens at 480x832)", 0, 0, 0},
+        {"--height", AST_ARG_INT, &height, "PX", "pixel height (default: the model's; Wan2.1 480)", 1, 100000, 0},
+        {"--width", AST_ARG_INT, &width, "PX", "pixel width (default: the model's; Wan2.1 832)", 1, 100000, 0},
+        {"--thetas", AST_ARG_STRING, &thetas_s, "LIST", "token budgets to time, e.g. 1,0.7,0.5,0.4,0.3,0.2", 0, 0, 0},
+        {"--budget-frames", AST_ARG_STRING, &budget_frames_s, "N", "video frames of the budget sweep (default 33 = 14,040 tokens)", 0, 0, 0},
+        {"--repeats", AST_ARG_INT, &repeats, "N", "timed repeats per point, median reported (default 10)", 1, 64, 0},
+        {"--backend", AST_ARG_STRING, &backend, "NAME", "auto (default), cpu, cuda", 0, 0, 0},
+        {"--gpu", AST_ARG_INT, &gpu, "N", "CUDA device index (default 0)", 0, 64, 0},
+        {"--peer", AST_ARG_STRING, &peer_path, "FILE", "JSON list from bench/pytorch_forward.py (same device call) for ratios", 0, 0, 0},
+        {"--dense-json", AST_ARG_STRING, &dense_json, "FILE", "write the dense cases (results/dense_forward.json format)", 0, 0, 0},
+        {"--budget-json", AST_ARG_STRING, &budget_json, "FILE", "write the budget sweep (results/token_budget.json format)", 0, 0, 0},
+        {"--work-dir", AST_ARG_STRING, &work, "DIR", "where the random checkpoint is written (default /tmp/astraea-bench)", 0, 0, 0},
+        {"--commit", AST_ARG_STRING, &commit, "SHA", "commit to stamp the results with (default: $ASTRAEA_COMMIT)", 0, 0, 0},
+        {"--no-attention", AST_ARG_FLAG, &no_attention, NULL, "skip the attention kernel timing", 0, 0, 0},
+    };
+    ast_cli cli = {"astraea-bench", "time the dense and token-wise forward and the attention kernel",
+                   "astraea-bench [--model wan2.1-t2v-1.3b] [--frames 33,81] [--thetas LIST] [--dense-json F] [--budget-json F]",
+                   "Example (what bench/run_dense.sh runs on the GPU machine):\n"
+                   "  astraea-bench --frames 33,81 --thetas 1,0.7,0.5,0.4,0.3,0.2 --peer peer.json \\\n"
+                   "      --dense-json results/dense_forward.json --budget-json results/token_budget.json",
+                   args, (int)(sizeof args / sizeof *args)};
+    int prc = ast_cli_parse(&cli, argc, argv);
+    if (prc == 1) return AST_EXIT_OK;
+    if (prc) return AST_EXIT_USAGE;
+    if (!commit) commit = getenv("ASTRAEA_COMMIT");
+
+    double frames[MAX_LIST], thetas[MAX_LIST], bframes[1];
+    int nframes = parse_list(frames_s, frames, MAX_LIST, "--frames");
+    if (nframes < 0) return ast_cli_usage_error(&cli, "%s", ast_error_get());
+    int nthetas = thetas_s ? parse_list(thetas_s, thetas, MAX_LIST, "--thetas") : 0;
+    if (nthetas < 0) return ast_cli_usage_error(&cli, "%s", ast_error_get());
+    for (int i = 0; i < nthetas; i++)
+        if (!(thetas[i] > 0 && thetas[i] <= 1))
+            return ast_cli_usage_error(&cli, "--thetas: %g is outside (0, 1]", thetas[i]);
+    if (parse_list(budget_frames_s, bframes, 1, "--budget-frames") < 0)
+        return ast_cli_usage_error(&cli, "%s", ast_error_get());
+
+    ast_model *m = NULL;
+    ast_engine *e = NULL;
+    float *x = NULL, *y = NULL;
+    cJSON *peers = NULL, *dense_root = NULL, *budget_root = NULL;
+    int rc = AST_EXIT_FAIL;
+    ast_engine_params ep = {0};
+    if (ast_run_pick_backend(backend, &ep.backend)) goto fail;
+    if (!checkpoint) {
+        ast_wan_config cfg;
+        struct stat sb;
+        if (stat(model, &sb) == 0 || ast_wan_config_builtin(model, &cfg) != 0) {
+            checkpoint = model; /* a folder, or wan-mini: load as is */
+        } else {
+            char dir[4096], cfgpath[4200];
+            snprintf(dir, sizeof dir, "%s/%s-random", work, model);
+            snprintf(cfgpath, sizeof cfgpath, "%s/config.json", dir);
+            mkdir(work, 0755);
+            if (stat(cfgpath, &sb) != 0) {
+                ast_log(1, "astraea-bench: writing random %s weights to %s\n", model, dir);
+                if (ast_write_random_checkpoint(dir, &cfg, 1234, AST_DT_BF16)) goto fail;
+            }
+            checkpoint = ast_strdup(dir);
+        }
+    }
+    if (ast_run_open_model(NULL, checkpoint, &m)) goto fail;
+    if (peer_path) {
+        size_t len;
+        char *txt = ast_read_file(peer_path, 1 << 20, &len);
+        if (!txt) goto fail;
+        peers = cJSON_Parse(txt);
+        free(txt);
+        if (!cJSON_IsArray(peers)) {
+            ast_error_set("--peer '%s' must hold a JSON list of objects with tokens and "
+                          "pytorch_ms (bench/pytorch_forward.py output)", peer_path);
+            goto fail;
+        }
+    }
+    char devname[256] = "cpu";
+    double used0 = 0, used1 = 0;
+    if (ep.backend == AST_BACKEND_CUDA && ast_cuda_mem_used(gpu, &used0, devname, sizeof devname))
+        goto fail;
+    int dense_tokens[MAX_LIST];
+    double dense_ms_at[MAX_LIST];
+    int ndense = 0;
+    cJSON *cases = cJSON_CreateArray();
+    dense_root = stamp(devname, commit, argc, argv);
+    cJSON_AddItemToObject(dense_root, "cases", cases);
+    const ast_wan_config *c = &m->cfg;
+    printf("%-8s %-12s %12s %12s %8s %14s %14s %10s\n", "tokens", "theta", "astraea_ms",
+           "pytorch_ms", "ratio", "attn_TFLOP/s", "sdpa_TFLOP/s", "mem_GiB");
+    for (int fi = 0; fi < nframes + (nthetas ? 1 : 0); fi++) {
+        int is_budget = fi == nframes;
+        int F, H, W;
+        if (ast_run_latent_shape(m, (int)(is_budget ? bframes[0] : frames[fi]), height, width, &F,
+                                 &H, &W))
+            goto fail;
+        ep.device = gpu;
+        ep.frames = F;
+        ep.height = H;
+        ep.width = W;
+        ep.n_branches = 1;
+        ep.tokenwise = is_budget;
+        ast_tokenwise_opts_default(&ep.tw);
+        if (ast_engine_create(m, &ep, &e)) goto fail;
+        int N = ast_engine_tokens(e);
+        float *ctx = ast_calloc((size_t)c->text_len * c->text_dim, sizeof(float), "context");
+        if (!ctx) goto fail;
+        ast_noise(7, ctx, (int64_t)c->text_len * c->text_dim);
+        int crc = ast_engine_set_context(e, 0, ctx, c->text_len);
+        free(ctx);
+        if (crc) goto fail;
+        int64_t n = (int64_t)c->in_dim * F * H * W;
+        free(x);
+        free(y);
+        x = ast_malloc(sizeof(float) * n, "input");
+        y = ast_malloc(sizeof(float) * n, "output");
+        if (!x || !y) goto fail;
+        ast_noise(11, x, n);
+        if (!is_budget) {
+            double ms;
+            if (time_forward(e, x, y, 1.0f, repeats, &ms)) goto fail;
+            if (ep.backend == AST_BACKEND_CUDA && ast_cuda_mem_used(gpu, &used1, devname, sizeof devname))
+                goto fail;
+            double attn_tflops = NAN;
+            if (!no_attention && ep.backend == AST_BACKEND_CUDA) {
+                double ams;
+                if (ast_cuda_bench_attention(gpu, N, N, c->num_heads, c->head_dim, repeats, &ams))
+                    goto fail;
+                attn_tflops = 4.0 * N * (double)N * c->head_dim * c->num_heads / (ams * 1e9);
+            }
+            cJSON *p = peer_for(peers, N);
+            double pt = peer_num(p, "pytorch_ms");
+            double mem = (used1 - used0) / (1024.0 * 1024 * 1024);
+            cJSON *row = cJSON_CreateObject();
+            cJSON_AddNumberToObject(row, "tokens", N);
+            add_num(row, "astraea_ms", ms);
+            add_num(row, "pytorch_ms", pt);
+            add_num(row, "ratio", pt / ms);
+            add_num(row, "attention_tflops", attn_tflops);
+            add_num(row, "sdpa_tflops", peer_num(p, "sdpa_tflops"));
+            add_num(row, "peak_mem_gib", ep.backend == AST_BACKEND_CUDA ? mem : NAN);
+            add_num(row, "pytorch_peak_mem_gib", peer_num(p, "peak_mem_gib"));
+            cJSON_AddItemToArray(cases, row);
+            dense_tokens[ndense] = N;
+            dense_ms_at[ndense++] = ms;
+            printf("%-8d %-12s %12.2f %12.2f %8.3f %14.1f %14.1f %10.2f\n", N, "dense", ms, pt,
+                   pt / ms, attn_tflops, peer_num(p, "sdpa_tflops"), mem);
+        } else {
+            budget_root = stamp(devname, commit, argc, argv);
+            cJSON *points = cJSON_CreateArray();
+            cJSON_AddNumberToObject(budget_root, "tokens", N);
+            cJSON_AddItemToObject(budget_root, "points", points);
+            double dense_ms = NAN, sx = 0, sy = 0, sxx = 0, sxy = 0, syy = 0;
+            double pt = peer_num(peer_for(peers, N), "pytorch_ms");
+            ast_forward_info info = {0};
+            for (int ti = 0; ti < nthetas; ti++) {
+                double ms;
+                if (time_forward(e, x, y, (float)thetas[ti], repeats, &ms)) goto fail;
+                ast_engine_forward(e, 0, x, 500.0f, (float)thetas[ti], y, &info);
+                if (thetas[ti] >= 1.0) dense_ms = ms;
+                cJSON *row = cJSON_CreateObject();
+                add_num(row, "theta", thetas[ti]);
+                add_num(row, "ms", ms);
+                cJSON_AddItemToArray(points, row);
+                sx += thetas[ti];
+                sy += ms;
+                sxx += thetas[ti] * thetas[ti];
+                sxy += thetas[ti] * ms;
+                syy += ms * ms;
+                printf("%-8d %-12.2f %12.2f %12.2f %8s %14s %14s %10s\n", N, thetas[ti], ms, pt,
+                       "", "", "", "");
+            }
+            /* "dense" = the dense-only engine at this size when it was timed (no token-wise
+             * state to maintain), else θ = 1 of the token-wise engine */
+            for (int di = 0; di < ndense; di++)
+                if (dense_tokens[di] == N) dense_ms = dense_ms_at[di];
+            add_num(budget_root, "dense_ms", dense_ms);
+            cJSON *row;
+            cJSON_ArrayForEach(row, points) {
+                double ms = cJSON_GetObjectItem(row, "ms")->valuedouble;
+                add_num(row, "speedup_vs_dense", dense_ms / ms);
+                add_num(row, "speedup_vs_pytorch", pt / ms);
+            }
+            double k = nthetas, cov = sxy - sx * sy / k, vx = sxx - sx * sx / k,
+                   vy = syy - sy * sy / k;
+            add_num(budget_root, "r2", vx > 0 && vy > 0 ? cov * cov / (vx * vy) : NAN);
+            add_num(budget_root, "extra_mem_gib", info.extra_state_bytes / (1024.0 * 1024 * 1024));
+            add_num(budget_root, "pytorch_ms", pt);
+            printf("budget sweep: r2 = %.4f, extra state %.2f GiB\n",
+                   vx > 0 && vy > 0 ? cov * cov / (vx * vy) : NAN,
+                   info.extra_state_bytes / (1024.0 * 1024 * 1024));
+        }
+        ast_engine_free(e);
+        e = NULL;
+    }
+    if (dense_json && nframes && write_json(dense_json, dense_root)) goto fail;
+    if (budget_json && budget_root && write_json(budget_json, budget_root)) goto fail;
+    rc = AST_EXIT_OK;
+    goto done;
+fail:
+    rc = ast_cli_fail(&cli);
+done:
+    ast_engine_free(e);
+    ast_model_free(m);
+    cJSON_Delete(peers);
+    cJSON_Delete(dense_root);
+    cJSON_Delete(budget_root);
+    free(x);
+    free(y);
+    return rc;
 }
