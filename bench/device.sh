@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# bench/device.sh — everything one GPU-machine call does, in phases, so a call is one command:
+#   bash bench/device.sh build test bench        (phases run in the order given)
+# Phases:
+#   build     configure + build with CUDA into build-gpu (needs .devdeps carried: devdeps.sh)
+#   test      every test suite (the gpu suite runs instead of skipping)
+#   sanitize  the GPU tests under compute-sanitizer (memcheck)
+#   train     wan-mini training in the background (TRAIN_MINUTES, default 6) -> $OUT/wan-mini
+#   bench     PyTorch peer + astraea-bench -> $OUT/dense_forward.json, $OUT/token_budget.json
+#   wait      wait for the background training
+# Logs go to $OUT/*.log (they come back with the call).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export ASTRAEA_COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+[ -f .devdeps/activate ] && source .devdeps/activate
+B=build-gpu
+train_pid=""
+for phase in "$@"; do
+    echo "=== $phase ($(date +%T))"
+    case $phase in
+    build)
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+        [ -f $B/build.ninja ] || meson setup $B -Dcuda=enabled --buildtype=release >"$OUT/setup.log" 2>&1 \
+            || { tail -40 "$OUT/setup.log"; exit 1; }
+        ninja -C $B >"$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
+        echo "built";;
+    test)
+        meson test -C $B --print-errorlogs --num-processes 4 >"$OUT/test.log" 2>&1
+        grep -E "^ *[0-9]+/[0-9]+ " "$OUT/test.log" | grep -vE " OK " | head -40
+        grep -E "^(Ok|Fail|Skipped|Timeout):" "$OUT/test.log";;
+    testgpu)
+        meson test -C $B --suite gpu --print-errorlogs >"$OUT/testgpu.log" 2>&1
+        grep -E "^ *[0-9]+/[0-9]+ " "$OUT/testgpu.log"
+        grep -E "FAIL|rel L2|max abs|TFLOP" "$OUT/testgpu.log" | head -60;;
+    sanitize)
+        for t in $B/tests/test_gpu_*; do
+            compute-sanitizer --tool memcheck --error-exitcode 9 "$t" >"$OUT/sanitize-$(basename $t).log" 2>&1
+            echo "compute-sanitizer $(basename $t): exit $? $(grep -E 'ERROR SUMMARY' "$OUT/sanitize-$(basename $t).log")"
+        done;;
+    train)
+        (PYTHONUNBUFFERED=1 python3 models/wan-mini/train/train.py --minutes "${TRAIN_MINUTES:-6}" \
+            --out "$OUT/wan-mini" ${TRAIN_ARGS:-} >"$OUT/train.log" 2>&1) &
+        train_pid=$!
+        echo "training in the background (pid $train_pid)";;
+    bench)
+        python3 bench/pytorch_forward.py --frames 9,21 --json "$OUT/peer.json" >"$OUT/peer.log" 2>&1 \
+            || { tail -20 "$OUT/peer.log"; }
+        ./$B/astraea-bench --frames 33,81 --thetas 1,0.7,0.5,0.4,0.3,0.2 --peer "$OUT/peer.json" \
+            --dense-json "$OUT/dense_forward.json" --budget-json "$OUT/token_budget.json" 2>&1 | tee "$OUT/bench.log";;
+    wait)
+        [ -n "$train_pid" ] && wait $train_pid; tail -5 "$OUT/train.log";;
+    *) echo "unknown phase $phase"; exit 2;;
+    esac
+done
