@@ -368,7 +368,7 @@ def unpatchify(y, grid, patch, out_dim):
 def init_weights_(model, seed=0, use_numpy=True):
     """Random, non-degenerate weights (the official init zeroes the head; this does not):
     Linear/Conv weights N(0, σ) with σ = clamp(1/√fan_in, 0.02, 0.2), biases N(0, 0.05), norm
-    weights 1 + N(0, 0.1), norm3 bias N(0, 0.05), modulation N(0, 0.1), wan-mini token/position
+    weights 1 + N(0, 0.2), norm3 bias N(0, 0.05), modulation N(0, 0.1), wan-mini token/position
     embeddings N(0, 0.5)/N(0, 0.2). use_numpy: draw from numpy's RandomState (a stream numpy
     keeps stable across versions, so fixtures regenerate bit-exactly); otherwise a torch
     generator on the parameters' device (fast for the 1.3B benchmark)."""
@@ -386,7 +386,7 @@ def init_weights_(model, seed=0, use_numpy=True):
             elif name.endswith("position_embedding"):
                 mean, std = 0.0, 0.2
             elif ("norm" in name) and name.endswith("weight"):
-                mean, std = 1.0, 0.1
+                mean, std = 1.0, 0.2
             elif name.endswith("bias"):
                 mean, std = 0.0, 0.05
             else:
@@ -511,7 +511,7 @@ def diffusers_config(c):
 
 def original_config(c):
     """config.json of an original Wan2.1 checkpoint (§1.1 keys only)."""
-    return {"_class_name": "WanModel", "_diffusers_version": "0.30.0", "dim": c["dim"],
+    return {"_class_name": "WanModel", "dim": c["dim"],
             "eps": c["eps"], "ffn_dim": c["ffn_dim"], "freq_dim": c["freq_dim"],
             "in_dim": c["in_dim"], "model_type": "t2v", "num_heads": c["num_heads"],
             "num_layers": c["num_layers"], "out_dim": c["out_dim"], "text_len": c["text_len"]}
