@@ -98,12 +98,16 @@ def held_out_tuples():
 
 
 def tokenize(text):
-    """Prompt -> list of vocab ids, exactly as the C side does it: lower-case, split on anything
-    that is not a letter or digit, keep words found in VOCAB (unknown words are dropped), truncate
-    to TEXT_LEN. Returns (ids, unknown_words)."""
+    """Prompt -> list of vocab ids, as the C side (ast_wan_encode_prompt) and wan_ref.tokenize do
+    it: lower-case, split on anything that is not a letter or digit, id = index in VOCAB.
+    Unknown words and prompts longer than TEXT_LEN words are errors (ValueError)."""
     words = [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
-    ids = [WORD_ID[w] for w in words if w in WORD_ID]
-    return ids[:TEXT_LEN], [w for w in words if w not in WORD_ID]
+    unknown = [w for w in words if w not in WORD_ID]
+    if unknown:
+        raise ValueError(f"prompt {text!r}: words not in the vocabulary: {unknown}; vocabulary: {' '.join(VOCAB)}")
+    if len(words) > TEXT_LEN:
+        raise ValueError(f"prompt {text!r} has {len(words)} words, at most {TEXT_LEN}")
+    return [WORD_ID[w] for w in words]
 
 
 def tokenize_batch(captions):
@@ -111,7 +115,7 @@ def tokenize_batch(captions):
     ids = np.full((len(captions), TEXT_LEN), -1, np.int64)
     lens = np.zeros(len(captions), np.int64)
     for i, c in enumerate(captions):
-        t, _ = tokenize(c)
+        t = tokenize(c)
         ids[i, :len(t)] = t
         lens[i] = len(t)
     return ids, lens
