@@ -140,6 +140,8 @@ def attention_sdpa_bf16(q, k, v):
     """The official GPU path: bf16 q/k/v [B, heads, L, d] through scaled_dot_product_attention
     (flash on Hopper), as flash_attention(half(q), half(k), half(v)) does."""
     bf = torch.bfloat16
+    if not hasattr(F, "scaled_dot_product_attention"):  # torch < 2.0: same math, bf16 inputs
+        return attention_ref(q.to(bf), k.to(bf), v.to(bf))
     return F.scaled_dot_product_attention(q.to(bf), k.to(bf), v.to(bf))
 
 
