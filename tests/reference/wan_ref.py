@@ -109,13 +109,14 @@ def rope_token_angles(head_dim, grid, device=None):
 
 
 def rope_apply(x, angles):
-    """x [B, L, heads, d]; pairs (2m, 2m+1) rotated by angles[n, m], computed in float64 (as the
-    official rope_apply); returns float32 (or float64 for a float64 input)."""
+    """x [B, L, heads, d]; pairs (2m, 2m+1) rotated by angle[n, m], computed in float64 (as the
+    official rope_apply); returns float32 (or float64 for a float64 input). angles: [L, d/2]
+    float64, or its precomputed (cos, sin) pair."""
     b, s, n, d = x.shape
+    cos, sin = angles if isinstance(angles, tuple) else (torch.cos(angles), torch.sin(angles))
     xd = x.to(torch.float64).reshape(b, s, n, d // 2, 2)
     x0, x1 = xd[..., 0], xd[..., 1]
-    cos = torch.cos(angles).view(1, s, 1, d // 2)
-    sin = torch.sin(angles).view(1, s, 1, d // 2)
+    cos, sin = cos.view(1, s, 1, d // 2), sin.view(1, s, 1, d // 2)
     out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).reshape(b, s, n, d)
     return out.to(torch.promote_types(x.dtype, torch.float32))
 
@@ -349,8 +350,9 @@ class WanModel(nn.Module):
             e0 = self.time_projection(e).unflatten(1, (6, c["dim"]))
         ctx = self.text_embedding(self.pad_context(context).to(device=x.device, dtype=cdt))
         angles = rope_token_angles(c["dim"] // c["num_heads"], grid, device=x.device)
+        rope = (torch.cos(angles), torch.sin(angles))  # float64, shared by every block
         for block in self.blocks:
-            x = block(x, e0, angles, ctx, attn_fn)
+            x = block(x, e0, rope, ctx, attn_fn)
         x = self.head(x, e)
         return unpatchify(x, grid, c["patch_size"], c["out_dim"])
 
