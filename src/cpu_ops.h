@@ -57,6 +57,14 @@ void ast_rope_table_free(ast_rope_table *t);
 void ast_cpu_rope(int L, int H, float *x, int ldx, const int32_t *tok, int gh, int gw,
                   const ast_rope_table *t);
 
+/* SIMD path of every operator above: "avx2" (AVX2+FMA, used when the CPU has them) or
+ * "generic" (portable vector code, any x86-64). The environment variable AST_CPU_SIMD
+ * (auto|avx2|generic) sets the first choice; ast_cpu_simd_select switches later ("auto" or NULL
+ * = detect). Returns -1 with the error set for an unknown name or a path this CPU lacks. Call it
+ * between operator calls, not while one runs. */
+int ast_cpu_simd_select(const char *name);
+const char *ast_cpu_simd_name(void);
+
 #ifdef __cplusplus
 }
 #endif
