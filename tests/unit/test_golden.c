@@ -111,8 +111,8 @@ out:
 
 int main(void) {
     check_forward("tiny/orig_f32", "tiny/forward_out.safetensors");
-    check_forward("tiny/diffusers", "tiny/forward_out.safetensors");
-    check_forward("tiny/prefixed", "tiny/forward_out.safetensors");
+    check_forward("tiny/diffusers", "tiny/forward_out_bf16.safetensors"); /* stored BF16, sharded */
+    check_forward("tiny/prefixed", "tiny/forward_out_f16.safetensors"); /* stored F16 */
     check_forward("tiny/orig_bf16", "tiny/forward_out_bf16.safetensors");
     check_sampler(AST_SAMPLER_UNIPC, "tiny/sample_out.safetensors");
     check_sampler(AST_SAMPLER_EULER, "tiny/sample_euler_out.safetensors");
