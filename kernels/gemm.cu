@@ -1,0 +1,213 @@
+// gemm.cu — cuBLASLt wrapper for y = x·Wᵀ (+ bias, GELU), see gemm.h for the layout mapping.
+//
+// A cache entry holds the matmul descriptor, the three layouts and the algorithm the heuristic
+// picked for one (shape, strides, output type, epilogue, accumulate, pointer alignments) key.
+// Alignments are part of the key because the heuristic excludes algorithms that need more
+// alignment than the pointers have (it assumes 256 bytes unless told), and column-slice views
+// (fused QKV, heads) are less aligned than a fresh allocation.
+#include "gemm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_check.h"
+
+enum { GEMM_WORKSPACE_BYTES = 32 << 20 };
+
+typedef struct {
+    int M, N, K, ldx, ldw, ldy;
+    int out, epi, acc;
+    int ax, aw, ay, ab; // alignment in bytes (power of two, at most 256) of x, w, y, bias
+} gemm_key;
+
+typedef struct {
+    gemm_key key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} gemm_entry;
+
+struct ast_gemm {
+    cublasLtHandle_t lt;
+    void *ws;        // workspace, GEMM_WORKSPACE_BYTES
+    gemm_entry *e;   // cache, n used of cap
+    int n, cap;
+    int own_gelu;    // GELU_BIAS as BIAS + ast_cuda_gelu_tanh_bf16
+};
+
+static int align_of(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    int al = 256;
+    while (al > 1 && a % (uintptr_t)al) al >>= 1;
+    return al;
+}
+
+int ast_gemm_create(ast_gemm **out) {
+    *out = NULL;
+    ast_gemm *g = (ast_gemm *)ast_calloc(1, sizeof *g, "the GEMM context");
+    if (!g) return -1;
+    cublasStatus_t st = cublasLtCreate(&g->lt);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        free(g);
+        return ast_fail("cublasLtCreate failed: cuBLAS status %d (%s); check the CUDA driver and "
+                        "that libcublasLt matches the toolkit",
+                        (int)st, cublasGetStatusString(st));
+    }
+    if (ast_cuda_alloc(&g->ws, GEMM_WORKSPACE_BYTES, "the cuBLASLt workspace")) {
+        cublasLtDestroy(g->lt);
+        free(g);
+        return -1;
+    }
+    *out = g;
+    return 0;
+}
+
+static void entry_destroy(gemm_entry *e) {
+    if (e->la) cublasLtMatrixLayoutDestroy(e->la);
+    if (e->lb) cublasLtMatrixLayoutDestroy(e->lb);
+    if (e->lc) cublasLtMatrixLayoutDestroy(e->lc);
+    if (e->desc) cublasLtMatmulDescDestroy(e->desc);
+}
+
+void ast_gemm_free(ast_gemm *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n; i++) entry_destroy(&g->e[i]);
+    free(g->e);
+    ast_cuda_free(g->ws);
+    cublasLtDestroy(g->lt);
+    free(g);
+}
+
+void ast_gemm_set_own_gelu(ast_gemm *g, int on) { g->own_gelu = on != 0; }
+
+int ast_gemm_cached_shapes(const ast_gemm *g) { return g->n; }
+
+static const char *epi_name(int epi) {
+    return epi == AST_GEMM_EPI_NONE ? "none" : epi == AST_GEMM_EPI_BIAS ? "bias" : "gelu_bias";
+}
+
+// Builds the descriptor, layouts and algorithm for key k (bias: any pointer with k.ab alignment,
+// the heuristic reads its alignment).
+static int entry_init(ast_gemm *g, gemm_entry *e, const gemm_key *k, const void *bias) {
+    memset(e, 0, sizeof *e);
+    e->key = *k;
+    const cudaDataType_t ty = k->out == AST_GEMM_OUT_F32 ? CUDA_R_32F : CUDA_R_16BF;
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    if (k->epi == AST_GEMM_EPI_BIAS) epi = CUBLASLT_EPILOGUE_BIAS;
+    if (k->epi == AST_GEMM_EPI_GELU_BIAS) epi = CUBLASLT_EPILOGUE_GELU_BIAS;
+    CUBLAS_TRY(cublasLtMatmulDescCreate(&e->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    CUBLAS_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                              sizeof epi));
+    if (epi != CUBLASLT_EPILOGUE_DEFAULT) {
+        const int32_t bty = (int32_t)ty; // bias type = output type (cuBLASLt's rule for bf16/fp32)
+        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                  &bty, sizeof bty));
+        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                  &bias, sizeof bias));
+    }
+    // column-major views: A = W as [K, N] (op T), B = x as [K, M], C = D = y as [N, M]
+    CUBLAS_TRY(cublasLtMatrixLayoutCreate(&e->la, CUDA_R_16BF, k->K, k->N, k->ldw));
+    CUBLAS_TRY(cublasLtMatrixLayoutCreate(&e->lb, CUDA_R_16BF, k->K, k->M, k->ldx));
+    CUBLAS_TRY(cublasLtMatrixLayoutCreate(&e->lc, ty, k->N, k->M, k->ldy));
+
+    cublasLtMatmulPreference_t pref = NULL;
+    CUBLAS_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t ws = GEMM_WORKSPACE_BYTES;
+    const uint32_t aa = (uint32_t)k->aw, ab = (uint32_t)k->ax, ac = (uint32_t)k->ay;
+    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                  &aa, sizeof aa);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                  &ab, sizeof ab);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                  &ac, sizeof ac);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                  &ac, sizeof ac);
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulAlgoGetHeuristic(g->lt, e->desc, e->la, e->lb, e->lc, e->lc, pref, 1,
+                                            &res, &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || nres == 0)
+        return ast_fail("cuBLASLt has no algorithm for y[%d, %d] = x[%d, %d]·W[%d, %d]ᵀ (ld x %d, "
+                        "W %d, y %d; output %s, epilogue %s%s; alignment x %d, W %d, y %d, bias "
+                        "%d bytes): cuBLAS status %d (%s)",
+                        k->M, k->N, k->M, k->K, k->N, k->K, k->ldx, k->ldw, k->ldy,
+                        k->out == AST_GEMM_OUT_F32 ? "fp32" : "bf16", epi_name(k->epi),
+                        k->acc ? ", accumulate" : "", k->ax, k->aw, k->ay, k->ab, (int)st,
+                        cublasGetStatusString(st));
+    e->algo = res.algo;
+    return 0;
+}
+
+static gemm_entry *lookup(ast_gemm *g, const gemm_key *k, const void *bias) {
+    for (int i = 0; i < g->n; i++)
+        if (!memcmp(&g->e[i].key, k, sizeof *k)) return &g->e[i];
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 64;
+        gemm_entry *ne = (gemm_entry *)realloc(g->e, sizeof *ne * (size_t)cap);
+        if (!ne) {
+            ast_error_set("out of host memory for the GEMM shape cache");
+            return NULL;
+        }
+        g->e = ne;
+        g->cap = cap;
+    }
+    gemm_entry *e = &g->e[g->n];
+    if (entry_init(g, e, k, bias)) {
+        entry_destroy(e);
+        return NULL;
+    }
+    g->n++;
+    return e;
+}
+
+int ast_gemm_run(ast_gemm *g, int M, int N, int K, const ast_bf16 *x, int ldx, const ast_bf16 *w,
+                 int ldw, const void *bias, void *y, int ldy, ast_gemm_out out, ast_gemm_epi epi,
+                 int accumulate, cudaStream_t stream) {
+    if (M == 0) return 0;
+    if (M < 0 || N <= 0 || K <= 0 || ldx < K || ldw < K || ldy < N)
+        return ast_fail("internal: GEMM y[%d, %d] = x[%d, %d]·W[%d, %d]ᵀ with ld x %d, W %d, y %d",
+                        M, N, M, K, N, K, ldx, ldw, ldy);
+    if (epi != AST_GEMM_EPI_NONE && !bias)
+        return ast_fail("internal: GEMM epilogue %s without a bias", epi_name(epi));
+    if (accumulate && (out != AST_GEMM_OUT_F32 || epi == AST_GEMM_EPI_GELU_BIAS))
+        return ast_fail("internal: GEMM accumulate needs an fp32 output and no GELU");
+    const int own_gelu = g->own_gelu && epi == AST_GEMM_EPI_GELU_BIAS;
+    if (own_gelu && out != AST_GEMM_OUT_BF16)
+        return ast_fail("internal: GEMM with our own GELU supports a bf16 output only");
+    gemm_key k;
+    memset(&k, 0, sizeof k); // padding-free, but memcmp'd: keep it zeroed
+    k.M = M;
+    k.N = N;
+    k.K = K;
+    k.ldx = ldx;
+    k.ldw = ldw;
+    k.ldy = ldy;
+    k.out = (int)out;
+    k.epi = own_gelu ? AST_GEMM_EPI_BIAS : (int)epi;
+    k.acc = accumulate != 0;
+    k.ax = align_of(x);
+    k.aw = align_of(w);
+    k.ay = align_of(y);
+    k.ab = k.epi == AST_GEMM_EPI_NONE ? 0 : align_of(bias);
+    gemm_entry *e = lookup(g, &k, bias);
+    if (!e) return -1;
+    if (k.epi != AST_GEMM_EPI_NONE)
+        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                  &bias, sizeof bias));
+    const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
+    CUBLAS_TRY(cublasLtMatmul(g->lt, e->desc, &alpha, w, e->la, x, e->lb, &beta, y, e->lc, y,
+                              e->lc, &e->algo, g->ws, GEMM_WORKSPACE_BYTES, stream));
+    if (own_gelu && ast_cuda_gelu_tanh_bf16((ast_bf16 *)y, M, N, ldy, stream)) return -1;
+    return 0;
+}

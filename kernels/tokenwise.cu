@@ -1,0 +1,425 @@
+// tokenwise.cu — the token-wise step on the GPU (see kernels/tokenwise.h): row gather/scatter,
+// the random-projection sketch, scores, top-K through CUB's stable radix sort, and the commit of
+// the computed rows / reuse of the cached ones.
+#include "kernels/tokenwise.h"
+
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_select.cuh>
+#include <math.h>
+#include <stdlib.h>
+
+#include "cuda_check.h"
+#include "device_util.cuh"
+
+extern "C" {
+#include "src/tokenwise.h" // AST_SKIP_EXP_CAP: the same cap as the CPU rule
+}
+
+// ---- gather / scatter -----------------------------------------------------------------------------
+
+// Copies K rows of `units` V-sized units; gather: dst[r] <- src[idx[r]], scatter: dst[idx[r]] <- src[r].
+template <typename V, bool GATHER>
+static __global__ void rows_copy_kernel(int K, int units, const int32_t *__restrict__ idx,
+                                        const char *__restrict__ src, int64_t lds_bytes,
+                                        char *__restrict__ dst, int64_t ldd_bytes) {
+    const int64_t total = (int64_t)K * units;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / units, u = i - r * units;
+        const int64_t sr = GATHER ? idx[r] : r, dr = GATHER ? r : idx[r];
+        reinterpret_cast<V *>(dst + dr * ldd_bytes)[u] =
+            reinterpret_cast<const V *>(src + sr * lds_bytes)[u];
+    }
+}
+
+template <bool GATHER>
+static int rows_copy(int K, int C, const int32_t *idx, const void *src, int lds, void *dst,
+                     int ldd, int elem_bytes, cudaStream_t s) {
+    if (K <= 0) return 0;
+    if ((elem_bytes != 2 && elem_bytes != 4) || C <= 0 || lds < C || ldd < C || !idx)
+        return ast_fail("internal: %s of %d rows of %d x %d bytes (ld %d, %d)",
+                        GATHER ? "gather" : "scatter", K, C, elem_bytes, lds, ldd);
+    const int64_t row = (int64_t)C * elem_bytes, ls = (int64_t)lds * elem_bytes,
+                  ld = (int64_t)ldd * elem_bytes;
+    // the widest unit that divides the row, both strides and both base addresses
+    int w = 16;
+    while (w > elem_bytes && (row % w || ls % w || ld % w || !ast_aligned(src, w) ||
+                              !ast_aligned(dst, w)))
+        w >>= 1;
+    const int units = (int)(row / w);
+    const unsigned blocks = ast_blocks((int64_t)K * units, 256);
+    const char *sp = (const char *)src;
+    char *dp = (char *)dst;
+    switch (w) {
+    case 16: rows_copy_kernel<uint4, GATHER><<<blocks, 256, 0, s>>>(K, units, idx, sp, ls, dp, ld); break;
+    case 8: rows_copy_kernel<uint2, GATHER><<<blocks, 256, 0, s>>>(K, units, idx, sp, ls, dp, ld); break;
+    case 4: rows_copy_kernel<uint32_t, GATHER><<<blocks, 256, 0, s>>>(K, units, idx, sp, ls, dp, ld); break;
+    default: rows_copy_kernel<uint16_t, GATHER><<<blocks, 256, 0, s>>>(K, units, idx, sp, ls, dp, ld); break;
+    }
+    CUDA_TRY_LAUNCH();
+    return 0;
+}
+
+int ast_cuda_gather_rows(int K, int C, const int32_t *idx, const void *src, int lds, void *dst,
+                         int ldd, int elem_bytes, cudaStream_t s) {
+    return rows_copy<true>(K, C, idx, src, lds, dst, ldd, elem_bytes, s);
+}
+
+int ast_cuda_scatter_rows(int K, int C, const int32_t *idx, const void *src, int lds, void *dst,
+                          int ldd, int elem_bytes, cudaStream_t s) {
+    return rows_copy<false>(K, C, idx, src, lds, dst, ldd, elem_bytes, s);
+}
+
+// ---- sketch ---------------------------------------------------------------------------------------
+
+enum { SK_ROWS = 64, SK_COLS = 32, SK_KC = 64 };
+
+// Block: 64 tokens x 32 sketch columns; 8 warps of 8 tokens, lane = column. x and P tiles of 64
+// along D pass through shared memory; x reads are warp-broadcast float4, P reads conflict-free.
+static __global__ void __launch_bounds__(256)
+    sketch_kernel(int N, int D, int r, const float *__restrict__ x, int ldx,
+                  const float *__restrict__ P, float *__restrict__ sk) {
+    __shared__ __align__(16) float xs[SK_ROWS][SK_KC + 4];
+    __shared__ float ps[SK_KC][SK_COLS + 1];
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int row0 = blockIdx.x * SK_ROWS, j0 = blockIdx.y * SK_COLS;
+    float acc[8];
+#pragma unroll
+    for (int q = 0; q < 8; q++) acc[q] = 0.f;
+    for (int k0 = 0; k0 < D; k0 += SK_KC) {
+#pragma unroll 4
+        for (int i = 0; i < SK_ROWS * SK_KC / 256; i++) {
+            const int e = tid + i * 256, rr = e / SK_KC, cc = e % SK_KC;
+            const int gr = row0 + rr, gc = k0 + cc;
+            xs[rr][cc] = (gr < N && gc < D) ? x[(int64_t)gr * ldx + gc] : 0.f;
+        }
+#pragma unroll 4
+        for (int i = 0; i < SK_COLS * SK_KC / 256; i++) {
+            const int e = tid + i * 256, jj = e / SK_KC, cc = e % SK_KC;
+            const int gj = j0 + jj, gc = k0 + cc;
+            ps[cc][jj] = (gj < r && gc < D) ? P[(int64_t)gj * D + gc] : 0.f;
+        }
+        __syncthreads();
+#pragma unroll 4
+        for (int kk = 0; kk < SK_KC; kk += 4) {
+            const float p0 = ps[kk][lane], p1 = ps[kk + 1][lane], p2 = ps[kk + 2][lane],
+                        p3 = ps[kk + 3][lane];
+#pragma unroll
+            for (int q = 0; q < 8; q++) {
+                const float4 v = *reinterpret_cast<const float4 *>(&xs[warp * 8 + q][kk]);
+                acc[q] += v.x * p0 + v.y * p1 + v.z * p2 + v.w * p3;
+            }
+        }
+        __syncthreads();
+    }
+    const int j = j0 + lane;
+#pragma unroll
+    for (int q = 0; q < 8; q++) {
+        const int row = row0 + warp * 8 + q;
+        if (row < N && j < r) sk[(int64_t)row * r + j] = acc[q];
+    }
+}
+
+int ast_cuda_tw_sketch(int N, int D, int r, const float *x, int ldx, const float *P, float *sk,
+                       cudaStream_t s) {
+    if (N <= 0) return 0;
+    if (D <= 0 || r <= 0 || ldx < D)
+        return ast_fail("internal: sketch with D=%d, r=%d, ldx=%d", D, r, ldx);
+    dim3 grid((unsigned)((N + SK_ROWS - 1) / SK_ROWS), (unsigned)((r + SK_COLS - 1) / SK_COLS));
+    sketch_kernel<<<grid, 256, 0, s>>>(N, D, r, x, ldx, P, sk);
+    CUDA_TRY_LAUNCH();
+    return 0;
+}
+
+// ---- selection scratch -------------------------------------------------------------------------------
+
+struct ast_cuda_tw {
+    int n_max;
+    float *delta;       // [n_max] Δ of the last scores call
+    float *keys_out;    // [n_max] sorted scores (unused after the sort)
+    int32_t *ids;       // [n_max] 0, 1, ..., n_max − 1
+    int32_t *ids_out;   // [n_max] token indices by descending score
+    int *num_sel;       // [1] written by DeviceSelect (equals k)
+    void *temp;         // CUB temporary storage
+    size_t temp_bytes;
+};
+
+static __global__ void iota_kernel(int32_t *v, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        v[i] = i;
+}
+
+// CUB's temporary storage for the sort and the select of n items (host-side query only).
+static int cub_temp_bytes(int n, size_t *bytes) {
+    size_t a = 0, b = 0;
+    CUDA_TRY(cub::DeviceRadixSort::SortPairsDescending((void *)NULL, a, (const float *)NULL,
+                                                       (float *)NULL, (const int32_t *)NULL,
+                                                       (int32_t *)NULL, n));
+    CUDA_TRY(cub::DeviceSelect::Flagged((void *)NULL, b, (const int32_t *)NULL,
+                                        (const uint8_t *)NULL, (int32_t *)NULL, (int *)NULL,
+                                        (int64_t)n));
+    *bytes = a > b ? a : b;
+    return 0;
+}
+
+int ast_cuda_tw_create(ast_cuda_tw **out, int n_max) {
+    *out = NULL;
+    if (n_max <= 0) return ast_fail("internal: token-wise selection for %d tokens", n_max);
+    ast_cuda_tw *t = (ast_cuda_tw *)ast_calloc(1, sizeof *t, "the token selection");
+    if (!t) return -1;
+    t->n_max = n_max;
+    const size_t n = (size_t)n_max;
+    int rc = cub_temp_bytes(n_max, &t->temp_bytes);
+    if (!rc) rc = ast_cuda_alloc((void **)&t->delta, n * sizeof(float), "token deltas");
+    if (!rc) rc = ast_cuda_alloc((void **)&t->keys_out, n * sizeof(float), "sorted scores");
+    if (!rc) rc = ast_cuda_alloc((void **)&t->ids, n * sizeof(int32_t), "token ids");
+    if (!rc) rc = ast_cuda_alloc((void **)&t->ids_out, n * sizeof(int32_t), "sorted token ids");
+    if (!rc) rc = ast_cuda_alloc((void **)&t->num_sel, sizeof(int), "selection count");
+    if (!rc) rc = ast_cuda_alloc(&t->temp, t->temp_bytes, "the top-K sort");
+    if (!rc) {
+        iota_kernel<<<ast_blocks(n_max, 256, 4096), 256>>>(t->ids, n_max);
+        cudaError_t e = cudaGetLastError();
+        if (e == cudaSuccess) e = cudaDeviceSynchronize();
+        if (e != cudaSuccess)
+            rc = ast_fail("initialising the token ids failed: %s (%s)", cudaGetErrorString(e),
+                          ast_cuda_hint(e));
+    }
+    if (rc) {
+        ast_cuda_tw_free(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+void ast_cuda_tw_free(ast_cuda_tw *t) {
+    if (!t) return;
+    ast_cuda_free(t->delta);
+    ast_cuda_free(t->keys_out);
+    ast_cuda_free(t->ids);
+    ast_cuda_free(t->ids_out);
+    ast_cuda_free(t->num_sel);
+    ast_cuda_free(t->temp);
+    free(t);
+}
+
+// ---- scores -------------------------------------------------------------------------------------------
+
+// w_β·exp(s) for s = 0..cap, computed on the host with the same expf as the CPU rule.
+struct skip_table {
+    float v[AST_SKIP_EXP_CAP + 1];
+};
+
+// Δ_i = sqrt(Σ_c (a_c − b_c)²) · (1/√r), summed in order c = 0..r−1 without contraction, exactly
+// as src/tokenwise.c does.
+static __global__ void delta_kernel(int n, int r, const float *__restrict__ sk,
+                                    const float *__restrict__ ref, float inv_sqrt_r,
+                                    float *__restrict__ delta) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const float *a = sk + (int64_t)i * r, *b = ref + (int64_t)i * r;
+        float acc = 0.f;
+        for (int c = 0; c < r; c++) {
+            const float d = __fsub_rn(a[c], b[c]);
+            acc = __fadd_rn(acc, __fmul_rn(d, d));
+        }
+        delta[i] = __fmul_rn(__fsqrt_rn(acc), inv_sqrt_r);
+    }
+}
+
+enum { SCORE_THREADS = 1024 };
+
+// One block: the mean of Δ (double, fixed reduction order), then every score.
+static __global__ void __launch_bounds__(SCORE_THREADS)
+    score_kernel(int n, const float *__restrict__ delta, const float *__restrict__ lse,
+                 const int32_t *__restrict__ skip, float w_alpha, int normalize, skip_table tab,
+                 float *__restrict__ scores) {
+    __shared__ double red[SCORE_THREADS / 32];
+    __shared__ float inv_mean_s;
+    const int tid = threadIdx.x;
+    double sum = 0.0;
+    for (int i = tid; i < n; i += SCORE_THREADS) sum += (double)delta[i];
+    sum = ast_warp_sum_d(sum);
+    if ((tid & 31) == 0) red[tid >> 5] = sum;
+    __syncthreads();
+    if (tid == 0) {
+        double t = 0.0;
+        for (int w = 0; w < SCORE_THREADS / 32; w++) t += red[w];
+        float inv = 1.0f;
+        if (normalize) inv = t > 0 ? (float)((double)n / t) : 0.0f;
+        inv_mean_s = inv;
+    }
+    __syncthreads();
+    const float inv_mean = inv_mean_s;
+    for (int i = tid; i < n; i += SCORE_THREADS) {
+        const int s = skip[i] < AST_SKIP_EXP_CAP ? skip[i] : AST_SKIP_EXP_CAP;
+        // (w_α · lse) · (Δ · inv_mean) + w_β·exp(s), each operation rounded as in C
+        const float v = __fadd_rn(__fmul_rn(__fmul_rn(w_alpha, lse[i]), __fmul_rn(delta[i], inv_mean)),
+                                  tab.v[s < 0 ? 0 : s]);
+        // NaN -> all-ones bits: the smallest key of a descending float radix sort (sorted last)
+        scores[i] = isnan(v) ? __int_as_float(-1) : v;
+    }
+}
+
+int ast_cuda_tw_scores(ast_cuda_tw *t, int n, int r, const float *sketch, const float *refsketch,
+                       const float *lse, const int32_t *skip, const ast_tokenwise_opts *o,
+                       float *scores, cudaStream_t s) {
+    if (n <= 0) return 0;
+    if (n > t->n_max || r <= 0)
+        return ast_fail("internal: scores for %d tokens (capacity %d), sketch width %d", n,
+                        t->n_max, r);
+    skip_table tab;
+    for (int i = 0; i <= AST_SKIP_EXP_CAP; i++) tab.v[i] = o->w_beta * expf((float)i);
+    const float inv_sqrt_r = 1.0f / sqrtf((float)r);
+    delta_kernel<<<ast_blocks(n, 256), 256, 0, s>>>(n, r, sketch, refsketch, inv_sqrt_r,
+                                                    t->delta);
+    CUDA_TRY_LAUNCH();
+    score_kernel<<<1, SCORE_THREADS, 0, s>>>(n, t->delta, lse, skip, o->w_alpha,
+                                             o->delta_normalize, tab, scores);
+    CUDA_TRY_LAUNCH();
+    return 0;
+}
+
+// ---- top-K ------------------------------------------------------------------------------------------
+
+static __global__ void mark_kernel(int k, const int32_t *__restrict__ ids, uint8_t *flags) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < k; i += gridDim.x * blockDim.x)
+        flags[ids[i]] = 1;
+}
+
+int ast_cuda_tw_topk(ast_cuda_tw *t, int n, int k, const float *scores, int32_t *sel,
+                     uint8_t *flags, cudaStream_t s) {
+    if (n <= 0) return 0;
+    if (n > t->n_max || k < 0)
+        return ast_fail("internal: top-%d of %d tokens (capacity %d)", k, n, t->n_max);
+    if (k >= n) { // every token, in order
+        CUDA_TRY(cudaMemcpyAsync(sel, t->ids, sizeof(int32_t) * (size_t)n,
+                                 cudaMemcpyDeviceToDevice, s));
+        CUDA_TRY(cudaMemsetAsync(flags, 1, (size_t)n, s));
+        return 0;
+    }
+    size_t need = 0;
+    if (cub_temp_bytes(n, &need)) return -1;
+    if (need > t->temp_bytes)
+        return ast_fail("internal: the top-K sort needs %zu bytes of scratch, %zu allocated", need,
+                        t->temp_bytes);
+    size_t bytes = t->temp_bytes;
+    CUDA_TRY(cub::DeviceRadixSort::SortPairsDescending(t->temp, bytes, scores, t->keys_out, t->ids,
+                                                       t->ids_out, n, 0, 32, s));
+    CUDA_TRY(cudaMemsetAsync(flags, 0, (size_t)n, s));
+    if (k > 0) {
+        mark_kernel<<<ast_blocks(k, 256), 256, 0, s>>>(k, t->ids_out, flags);
+        CUDA_TRY_LAUNCH();
+    }
+    bytes = t->temp_bytes;
+    CUDA_TRY(cub::DeviceSelect::Flagged(t->temp, bytes, t->ids, flags, sel, t->num_sel,
+                                        (int64_t)n, s));
+    return 0;
+}
+
+// ---- commit / reuse -------------------------------------------------------------------------------------
+
+// One warp per selected row.
+static __global__ void __launch_bounds__(128)
+    commit_kernel(int K, int D, const int32_t *__restrict__ sel, const float *__restrict__ xs,
+                  int ldxs, float *__restrict__ x, int ldx, bf16 *__restrict__ cache, int ldc,
+                  int residual, int vec, int H, const float *__restrict__ lse_h,
+                  float *__restrict__ lse_tok, int r_dim, const float *__restrict__ sketch,
+                  float *__restrict__ refsketch, int32_t *__restrict__ skip) {
+    const int lane = threadIdx.x & 31;
+    const int r = blockIdx.x * 4 + (threadIdx.x >> 5);
+    if (r >= K) return;
+    const int64_t n = sel ? sel[r] : r;
+    const float *o = xs + (int64_t)r * ldxs;
+    float *xi = x + n * ldx;
+    bf16 *c = cache + n * ldc;
+    if (vec) {
+        for (int v = lane; v < D / 4; v += 32) {
+            const float4 out = reinterpret_cast<const float4 *>(o)[v];
+            const float4 in = reinterpret_cast<const float4 *>(xi)[v];
+            const float4 d = residual ? make_float4(out.x - in.x, out.y - in.y, out.z - in.z,
+                                                    out.w - in.w)
+                                      : out;
+            reinterpret_cast<uint2 *>(c)[v] = make_uint2(ast_pack2(d.x, d.y), ast_pack2(d.z, d.w));
+            reinterpret_cast<float4 *>(xi)[v] = out;
+        }
+    } else {
+        for (int i = lane; i < D; i += 32) {
+            const float out = o[i];
+            c[i] = __float2bfloat16_rn(residual ? out - xi[i] : out);
+            xi[i] = out;
+        }
+    }
+    if (refsketch)
+        for (int j = lane; j < r_dim; j += 32) refsketch[n * r_dim + j] = sketch[n * r_dim + j];
+    if (lane == 0) {
+        if (lse_h && lse_tok) {
+            float s = 0.f; // in head order, as the CPU backend sums
+            for (int h = 0; h < H; h++) s = __fadd_rn(s, lse_h[(int64_t)h * K + r]);
+            lse_tok[n] = __fdiv_rn(s, (float)H);
+        }
+        if (skip) skip[n] = 0;
+    }
+}
+
+int ast_cuda_tw_commit(int K, int D, const int32_t *sel, const float *xs, int ldxs, float *x,
+                       int ldx, ast_bf16 *cache, int ldc, ast_cache_mode mode, int H,
+                       const float *lse_h, float *lse_tok, int r_dim, const float *sketch,
+                       float *refsketch, int32_t *skip, cudaStream_t s) {
+    if (K <= 0) return 0;
+    if (D <= 0 || ldxs < D || ldx < D || ldc < D || (lse_h && H <= 0) ||
+        (refsketch && (!sketch || r_dim <= 0)) || xs == x)
+        return ast_fail("internal: token commit with D=%d, ld %d/%d/%d, H=%d, r=%d%s", D, ldxs,
+                        ldx, ldc, H, r_dim, xs == x ? ", xs aliasing x" : "");
+    const int vec = D % 4 == 0 && ldxs % 4 == 0 && ldx % 4 == 0 && ldc % 4 == 0 &&
+                    ast_aligned(xs, 16) && ast_aligned(x, 16) && ast_aligned(cache, 8);
+    commit_kernel<<<(unsigned)((K + 3) / 4), 128, 0, s>>>(
+        K, D, sel, xs, ldxs, x, ldx, (bf16 *)cache, ldc, mode == AST_CACHE_RESIDUAL, vec, H, lse_h,
+        lse_tok, r_dim, sketch, refsketch, skip);
+    CUDA_TRY_LAUNCH();
+    return 0;
+}
+
+// One warp per token; selected tokens return at once.
+static __global__ void __launch_bounds__(128)
+    reuse_kernel(int N, int D, const uint8_t *__restrict__ flags, float *__restrict__ x, int ldx,
+                 const bf16 *__restrict__ cache, int ldc, int residual, int vec,
+                 int32_t *__restrict__ skip) {
+    const int lane = threadIdx.x & 31;
+    const int n = blockIdx.x * 4 + (threadIdx.x >> 5);
+    if (n >= N || flags[n]) return;
+    float *xi = x + (int64_t)n * ldx;
+    const bf16 *c = cache + (int64_t)n * ldc;
+    if (vec) {
+        for (int v = lane; v < D / 4; v += 32) {
+            const uint2 u = reinterpret_cast<const uint2 *>(c)[v];
+            const float4 cv = make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
+                                          __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+            float4 *p = reinterpret_cast<float4 *>(xi) + v;
+            if (residual) {
+                const float4 a = *p;
+                *p = make_float4(a.x + cv.x, a.y + cv.y, a.z + cv.z, a.w + cv.w);
+            } else {
+                *p = cv;
+            }
+        }
+    } else {
+        for (int i = lane; i < D; i += 32) {
+            const float cv = __bfloat162float(c[i]);
+            xi[i] = residual ? xi[i] + cv : cv;
+        }
+    }
+    if (lane == 0 && skip) skip[n] += 1;
+}
+
+int ast_cuda_tw_reuse(int N, int D, const uint8_t *flags, float *x, int ldx, const ast_bf16 *cache,
+                      int ldc, ast_cache_mode mode, int32_t *skip, cudaStream_t s) {
+    if (N <= 0) return 0;
+    if (D <= 0 || ldx < D || ldc < D || !flags)
+        return ast_fail("internal: token reuse with D=%d, ld %d/%d", D, ldx, ldc);
+    const int vec = D % 4 == 0 && ldx % 4 == 0 && ldc % 4 == 0 && ast_aligned(x, 16) &&
+                    ast_aligned(cache, 8);
+    reuse_kernel<<<(unsigned)((N + 3) / 4), 128, 0, s>>>(N, D, flags, x, ldx, (const bf16 *)cache,
+                                                         ldc, mode == AST_CACHE_RESIDUAL, vec, skip);
+    CUDA_TRY_LAUNCH();
+    return 0;
+}
