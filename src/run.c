@@ -126,23 +126,27 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && strcasecmp(s + a - b, suf) == 0;
 }
 
-int ast_run_write_output(const char *path, const ast_model *m, const float *x, int F, int H,
-                         int W) {
-    int C = m->cfg.out_dim;
-    if (ends_with(path, ".safetensors")) {
-        ast_st_entry e = {"x", AST_DT_F32, 4, {C, F, H, W}, x};
-        return ast_st_write(path, &e, 1, NULL, 0);
-    }
-    int is_gif = ends_with(path, ".gif"), is_png = ends_with(path, ".png");
-    if (!is_gif && !is_png)
+int ast_run_check_output(const char *path, const ast_model *m) {
+    if (ends_with(path, ".safetensors")) return 0;
+    if (!ends_with(path, ".gif") && !ends_with(path, ".png"))
         return ast_fail("output '%s': use a .safetensors, .gif or .png name", path);
-    if (!ast_run_pixel_space(m) || C != 3)
+    if (!ast_run_pixel_space(m) || m->cfg.out_dim != 3)
         return ast_fail("output '%s': this model's output is a VAE latent, not pixels; write "
                         ".safetensors and decode it with the official Wan VAE (docs/context.md)",
                         path);
+    return 0;
+}
+
+int ast_run_write_output(const char *path, const ast_model *m, const float *x, int F, int H,
+                         int W) {
+    if (ast_run_check_output(path, m)) return -1;
+    if (ends_with(path, ".safetensors")) {
+        ast_st_entry e = {"x", AST_DT_F32, 4, {m->cfg.out_dim, F, H, W}, x};
+        return ast_st_write(path, &e, 1, NULL, 0);
+    }
     int scale = H >= 128 ? 1 : (128 + H - 1) / H; /* small clips are scaled up for viewing */
-    return is_gif ? ast_write_gif(path, x, F, H, W, scale, 12)
-                  : ast_write_png_frames(path, x, F, H, W, scale);
+    return ends_with(path, ".gif") ? ast_write_gif(path, x, F, H, W, scale, 12)
+                                   : ast_write_png_frames(path, x, F, H, W, scale);
 }
 
 int ast_run_read_latent(const char *path, const ast_model *m, float **x, int *F, int *H, int *W) {

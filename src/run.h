@@ -34,6 +34,8 @@ int ast_run_context(const ast_model *m, const char *prompt, const char *file, fl
 
 /* Writes a final latent / clip by extension: .safetensors (tensor "x" [C, F, H, W] F32),
  * .gif (animated) or .png (frames name-000.png...; pixel-space models only). */
+/* Checks the output name against the model before any work is done. */
+int ast_run_check_output(const char *path, const ast_model *m);
 int ast_run_write_output(const char *path, const ast_model *m, const float *x, int F, int H,
                          int W);
 

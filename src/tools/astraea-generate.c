@@ -88,7 +88,7 @@ int main(int argc, char **argv) {
     ast_engine *e = NULL;
     float *ctx = NULL, *nctx = NULL, *noise = NULL, *result = NULL, *budgets = NULL;
     int rc = AST_EXIT_FAIL, L = 0, nL = 0, F, H, W;
-    if (ast_run_open_model(model, checkpoint, &m)) goto fail;
+    if (ast_run_open_model(model, checkpoint, &m) || ast_run_check_output(out, m)) goto fail;
     const ast_wan_config *c = &m->cfg;
     ast_sampler_params sp = {skind, steps ? steps : (c->default_steps ? c->default_steps : 50),
                              (float)(!isnan(shift) ? shift : (c->default_shift > 0 ? c->default_shift : 5.0)),
