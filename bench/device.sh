@@ -46,10 +46,17 @@ for phase in "$@"; do
         train_pid=$!
         echo "training in the background (pid $train_pid)";;
     bench)
-        python3 bench/pytorch_forward.py --frames 9,21 --json "$OUT/peer.json" >"$OUT/peer.log" 2>&1 \
-            || { tail -20 "$OUT/peer.log"; }
+        # the PyTorch peer in the same call, on the same card: one JSON object per size
+        { echo "["; sep=""
+          for f in ${PEER_FRAMES:-9 21}; do
+              r=$(python3 bench/pytorch_forward.py --frames $f --repeats 10 2>>"$OUT/peer.log") \
+                  && { echo "$sep$r"; sep=","; }
+          done; echo "]"; } >"$OUT/peer.json"
+        cat "$OUT/peer.json"
         ./$B/astraea-bench --frames 33,81 --thetas 1,0.7,0.5,0.4,0.3,0.2 --peer "$OUT/peer.json" \
             --dense-json "$OUT/dense_forward.json" --budget-json "$OUT/token_budget.json" 2>&1 | tee "$OUT/bench.log";;
+    attn)
+        ninja -C $B tests/test_gpu_attention >/dev/null && ./$B/tests/test_gpu_attention --bench 2>&1 | tee "$OUT/attn.log" | tail -40;;
     wait)
         [ -n "$train_pid" ] && wait $train_pid; tail -5 "$OUT/train.log";;
     *) echo "unknown phase $phase"; exit 2;;
