@@ -21,10 +21,11 @@ train_pid=""
 for phase in "$@"; do
     echo "=== $phase ($(date +%T))"
     case $phase in
-    build)
+    setup)
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
         [ -f $B/build.ninja ] || meson setup $B -Dcuda=enabled --buildtype=release >"$OUT/setup.log" 2>&1 \
-            || { tail -40 "$OUT/setup.log"; exit 1; }
+            || { tail -40 "$OUT/setup.log"; exit 1; };;
+    build)
         ninja -C $B >"$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
         echo "built";;
     test)
