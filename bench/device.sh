@@ -60,6 +60,10 @@ for phase in "$@"; do
         ninja -C $B tests/test_gpu_attention >/dev/null && ./$B/tests/test_gpu_attention --bench 2>&1 | tee "$OUT/attn.log" | tail -40;;
     wait)
         [ -n "$train_pid" ] && wait $train_pid; tail -5 "$OUT/train.log";;
+    tidy)  # at most 8 files come back: drop what is not needed
+        rm -f "$OUT/wan-mini/checkpoint.pt" "$OUT/wan-mini/loss.gp" "$OUT/setup.log"
+        [ -s "$OUT/build.log" ] && grep -q "error" "$OUT/build.log" || rm -f "$OUT/build.log"
+        find "$OUT" -type f | sort;;
     *) echo "unknown phase $phase"; exit 2;;
     esac
 done
