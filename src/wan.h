@@ -90,6 +90,7 @@ typedef struct ast_model {
     char path[1024];           /* folder it was loaded from */
     char hash[17];             /* ast_st_hash of the checkpoint */
     int key_style;             /* AST_KEYS_* it was stored with */
+    char key_prefix[32];       /* "" or "model.diffusion_model." (ComfyUI single files) */
 } ast_model;
 
 enum { AST_KEYS_ORIGINAL = 0, AST_KEYS_DIFFUSERS = 1 };
@@ -111,6 +112,11 @@ typedef struct {
 } ast_wan_key;
 ast_wan_key *ast_wan_key_table(const ast_wan_config *cfg, int *n_out);
 void ast_wan_key_table_free(ast_wan_key *t, int n);
+/* The name an original key has in a checkpoint of the given style: AST_KEYS_DIFFUSERS applies
+ * the diffusers rename rules (wan21.md §2.2), then `prefix` ("" or "model.diffusion_model.",
+ * NULL = "") is prepended. Writes at most cap bytes into buf and returns buf ("" if too long). */
+const char *ast_wan_key_name(int key_style, const char *prefix, const char *orig, char *buf,
+                             size_t cap);
 
 /* Built-in configurations (wan21.md §1.1); returns 0 and fills cfg, or -1 for an unknown id. */
 int ast_wan_config_builtin(const char *id, ast_wan_config *cfg);
