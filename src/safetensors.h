@@ -35,7 +35,9 @@ const ast_tensor *ast_st_find(const ast_st_set *s, const char *name); /* NULL if
 /* The file a tensor came from (for error messages). */
 const char *ast_st_file_of(const ast_st_set *s, const ast_tensor *t);
 /* A 64-bit hash over every file's header and data (FNV-1a, streamed; docs/profile-format.md),
- * as 16 hex digits. Identifies a checkpoint in profiles. */
+ * as 16 hex digits. Identifies a checkpoint in profiles. Files over 256 MiB are hashed from
+ * their size, header and 64 evenly spaced 1 MiB samples of the data (see safetensors.c).
+ * Computed on first call and cached. */
 const char *ast_st_hash(ast_st_set *s);
 
 /* Writer: entries are written in the order given, tightly packed, header padded with spaces to a

@@ -830,26 +830,32 @@ static int wan_check(const char *where, const ast_st_set *s, wan_keystyle ks, co
     wan_report r = {0};
     int missing = 0, bad = 0, extra = 0;
     char nm[256], want[96], got[96];
-    for (int i = 0; i < n; i++) {
-        wan_key_name(ks, sl[i].name, nm, sizeof nm);
-        const ast_tensor *t = ast_st_find(s, nm);
-        shape_of_slot(&sl[i], want, sizeof want);
-        if (!t) {
-            missing++;
-            report_line(&r, "\n  missing:    %s %s", nm, want);
-            continue;
-        }
-        used[t - base] = 1;
-        int same = t->ndim == sl[i].ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == sl[i].shape[d];
-        if (!same) {
-            bad++;
-            report_line(&r, "\n  misshapen:  %s: expected %s, found %s", nm, want,
-                        ast_shape_str(t, got, sizeof got));
-        } else if (!is_float_dtype(t->dtype)) {
-            bad++;
-            report_line(&r, "\n  wrong type: %s is %s, expected F32, BF16 or F16", nm,
-                        ast_dtype_name(t->dtype));
+    /* pass 0 lists the missing tensors, pass 1 the misshapen ones, so the report is grouped */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            wan_key_name(ks, sl[i].name, nm, sizeof nm);
+            const ast_tensor *t = ast_st_find(s, nm);
+            shape_of_slot(&sl[i], want, sizeof want);
+            if (!t) {
+                if (pass == 0) {
+                    missing++;
+                    report_line(&r, "\n  missing:    %s %s", nm, want);
+                }
+                continue;
+            }
+            used[t - base] = 1;
+            if (pass == 0) continue;
+            int same = t->ndim == sl[i].ndim;
+            for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == sl[i].shape[d];
+            if (!same) {
+                bad++;
+                report_line(&r, "\n  misshapen:  %s: expected %s, found %s", nm, want,
+                            ast_shape_str(t, got, sizeof got));
+            } else if (!is_float_dtype(t->dtype)) {
+                bad++;
+                report_line(&r, "\n  wrong type: %s is %s, expected F32, BF16 or F16", nm,
+                            ast_dtype_name(t->dtype));
+            }
         }
     }
     for (int i = 0; i < nt; i++) {
