@@ -207,10 +207,13 @@ static int parse_root(const rd *r, const cJSON *root, ast_profile *p) {
     int64_t v = 0;
     if (!cJSON_GetObjectItemCaseSensitive(root, "format_version")) {
         /* the minimal form: budgets only */
-        if (check_keys(r, root, "", minimal) != 0) {
-            ast_error_prefix("a profile without 'format_version' is the minimal form");
-            return -1;
-        }
+        for (const cJSON *it = root->child; it; it = it->next)
+            if (strcmp(it->string, "budgets") != 0)
+                return ast_fail("profile '%s': unknown field '%s' (without 'format_version' a "
+                                "profile is the minimal form {\"budgets\": [...]}; the full form "
+                                "is in docs/profile-format.md)",
+                                r->origin, it->string);
+        if (check_keys(r, root, "", minimal) != 0) return -1; /* duplicates */
         return get_budgets(r, root, 0, p);
     }
     if (check_keys(r, root, "", top) != 0) return -1;

@@ -329,6 +329,29 @@ fail:
     return -1;
 }
 
+static int dir_and_file_writable(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    else snprintf(dir, sizeof dir, ".");
+    return access(path, W_OK) == 0 && access(dir, W_OK) == 0;
+}
+
+/* "file:<path, percent-escaped>?immutable=1" */
+static char *immutable_uri(const char *path) {
+    size_t n = strlen(path);
+    char *u = ast_malloc(3 * n + 32, "a DB file name");
+    if (!u) return NULL;
+    char *o = u + sprintf(u, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#' || *p < 0x20) o += sprintf(o, "%%%02X", *p);
+        else *o++ = (char)*p;
+    }
+    strcpy(o, "?immutable=1");
+    return u;
+}
+
 static int store_open(const char *path, int readonly, int target, ast_store **out) {
     *out = NULL;
     ast_store *s = ast_calloc(1, sizeof *s, "the search DB handle");
@@ -353,7 +376,16 @@ static int store_open(const char *path, int readonly, int target, ast_store **ou
         goto fail;
     }
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    char *uri = NULL;
+    if (readonly && !dir_and_file_writable(path)) {
+        /* Reading a WAL database needs its -shm file, which cannot be made here: open the file
+         * as immutable instead (nobody can be writing a file we may not write either). */
+        uri = immutable_uri(path);
+        if (!uri) goto fail;
+        flags |= SQLITE_OPEN_URI;
+    }
+    int rc = sqlite3_open_v2(uri ? uri : path, &s->db, flags, NULL);
+    free(uri);
     if (rc != SQLITE_OK) {
         db_fail(s, rc, "opening the DB");
         goto fail;
