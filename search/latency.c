@@ -60,43 +60,52 @@ double ast_median(double *x, int n) {
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
-int ast_latency_calibrate(ast_latency_time_fn fn, void *user, const double *thetas, int n,
-                          int repeats, int branches, ast_latency_model *m) {
+int ast_latency_calibrate(const ast_latency_timer *tm, const double *thetas, int n, int repeats,
+                          int branches, int steps, ast_latency_model *m) {
     memset(m, 0, sizeof *m);
     if (n < 2 || n > AST_LATENCY_MAX_POINTS || repeats < 1 || repeats > 101)
         return ast_fail("latency calibration: %d budgets x %d repeats is out of range", n,
                         repeats);
     double warm, samples[101];
-    if (fn(user, 1.0f, &warm) != 0) {
+    if (tm->forward(tm->user, 1.0f, &warm) != 0) {
         ast_error_prefix("latency calibration (warm-up forward)");
         return -1;
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i <= n; i++) { /* i == n: the dense path */
+        double theta = i < n ? thetas[i] : -1.0;
         for (int k = 0; k < repeats; k++) {
-            if (fn(user, (float)thetas[i], &samples[k]) != 0) {
-                ast_error_prefix("latency calibration (forward at θ %.2f)", thetas[i]);
+            if (tm->forward(tm->user, (float)theta, &samples[k]) != 0) {
+                if (i < n) ast_error_prefix("latency calibration (forward at θ %.2f)", theta);
+                else ast_error_prefix("latency calibration (dense forward)");
                 return -1;
             }
         }
-        m->theta[i] = thetas[i];
-        m->seconds[i] = ast_median(samples, repeats);
-    }
-    for (int k = 0; k < repeats; k++) {
-        if (fn(user, -1.0f, &samples[k]) != 0) {
-            ast_error_prefix("latency calibration (dense forward)");
-            return -1;
+        if (i < n) {
+            m->theta[i] = theta;
+            m->seconds[i] = ast_median(samples, repeats);
+        } else {
+            m->dense_s = ast_median(samples, repeats);
         }
     }
-    m->dense_s = ast_median(samples, repeats);
     m->n_points = n;
     m->branches = branches;
-    return ast_latency_fit(m);
+    if (ast_latency_fit(m) != 0) return -1;
+    if (tm->generation) {
+        double g = 0;
+        if (tm->generation(tm->user, &g) != 0) {
+            ast_error_prefix("latency calibration (dense generation)");
+            return -1;
+        }
+        double rest = (g - (double)steps * branches * m->dense_s) / steps;
+        m->step_s = rest > 0 ? rest : 0;
+    }
+    return 0;
 }
 
 double ast_latency_predict(const ast_latency_model *m, const float *budgets, int steps) {
     double s = 0;
     for (int t = 0; t < steps; t++) s += m->a + m->b * (double)budgets[t];
-    return s * m->branches;
+    return s * m->branches + steps * m->step_s;
 }
 
 static double dense_forward(const ast_latency_model *m) {
@@ -104,11 +113,11 @@ static double dense_forward(const ast_latency_model *m) {
 }
 
 double ast_latency_dense(const ast_latency_model *m, int steps) {
-    return (double)steps * dense_forward(m) * m->branches;
+    return (double)steps * (dense_forward(m) * m->branches + m->step_s);
 }
 
 double ast_latency_max_speedup(const ast_latency_model *m, int steps) {
-    double fastest = ((m->a + m->b) + (double)(steps - 1) * m->a) * m->branches;
+    double fastest = ((m->a + m->b) + (double)(steps - 1) * m->a) * m->branches + steps * m->step_s;
     return fastest > 0 ? ast_latency_dense(m, steps) / fastest : INFINITY;
 }
 
@@ -117,8 +126,10 @@ int ast_latency_band(const ast_latency_model *m, int steps, int levels, double t
     if (!(target_speedup >= 1.0))
         return ast_fail("target speedup must be at least 1, got %g", target_speedup);
     double max_s = ast_latency_max_speedup(m, steps);
-    /* target time per branch: S·a + b·(1 + Σ_{t>=1} θ_t) = dense / target / branches */
-    double per_branch = ast_latency_dense(m, steps) / target_speedup / m->branches;
+    /* target forward time per branch: S·a + b·(1 + Σ_{t>=1} θ_t) = (dense/target − S·step_s)
+     * / branches */
+    double per_branch =
+        (ast_latency_dense(m, steps) / target_speedup - steps * m->step_s) / m->branches;
     double sum_theta = (per_branch - steps * m->a) / m->b - 1.0;
     if (sum_theta > steps - 1) sum_theta = steps - 1; /* dense path slower than θ = 1 */
     if (sum_theta < 0)

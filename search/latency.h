@@ -2,9 +2,11 @@
  * further"): time of one engine forward as a function of the budget θ, measured on this
  * machine's backend, fitted as time(θ) = a + b·θ by least squares.
  *
- *   predicted generation time of budgets θ_0..θ_{S-1} = branches · Σ_t (a + b·θ_t)
- *   predicted dense time = branches · S · dense_s  (dense_s: one forward of the dense-only
- *                          engine, timed beside the fit's points)
+ *   predicted generation time of budgets θ_0..θ_{S-1} = Σ_t (branches·(a + b·θ_t) + step_s)
+ *   predicted dense time = S · (branches·dense_s + step_s)
+ *     dense_s: one forward of the dense-only engine, timed beside the fit's points;
+ *     step_s:  time per step outside the forwards (sampler update, CFG mix, copies), from one
+ *              timed dense generation minus its forwards
  *   predicted speedup = predicted dense time / predicted time
  *
  * The GA's repair band comes from it: the target speedup fixes a target sum of budgets over the
@@ -28,6 +30,7 @@ typedef struct {
     double r2;       /* coefficient of determination of the fit */
     double dense_s;  /* seconds of one forward without token-wise state (what runs with no
                         profile): the dense side of every predicted speedup; 0 = a + b */
+    double step_s;   /* seconds per step outside the forwards (>= 0) */
     int branches;    /* forwards per denoising step (2 with CFG) */
 } ast_latency_model;
 
@@ -38,14 +41,20 @@ extern const double ast_latency_default_thetas[5];
  * does not grow with θ (b <= 0: the budget would not buy any speed on this backend). */
 int ast_latency_fit(ast_latency_model *m);
 
-/* One forward's time at budget theta, measured by the caller's backend; theta < 0 asks for a
- * forward of the dense path (no token-wise state), the baseline of every speedup. */
-typedef int (*ast_latency_time_fn)(void *user, float theta, double *seconds);
+/* What calibration times, on the caller's backend. */
+typedef struct {
+    /* One forward (one branch) at budget theta; theta < 0: the dense path (no token-wise
+     * state), the baseline of every speedup. */
+    int (*forward)(void *user, float theta, double *seconds);
+    /* One whole dense generation of `steps` steps (for step_s); may be NULL (step_s = 0). */
+    int (*generation)(void *user, double *seconds);
+    void *user;
+} ast_latency_timer;
 
-/* Times fn at each θ `repeats` times (after one untimed warm-up), keeps the median per θ, fits;
- * times the dense path the same way into dense_s. m->branches is set to `branches`. */
-int ast_latency_calibrate(ast_latency_time_fn fn, void *user, const double *thetas, int n,
-                          int repeats, int branches, ast_latency_model *m);
+/* Times a forward at each θ `repeats` times (after one untimed warm-up), keeps the median per θ,
+ * fits; times the dense path the same way into dense_s, then one dense generation for step_s. */
+int ast_latency_calibrate(const ast_latency_timer *t, const double *thetas, int n, int repeats,
+                          int branches, int steps, ast_latency_model *m);
 
 double ast_latency_predict(const ast_latency_model *m, const float *budgets, int steps);
 double ast_latency_dense(const ast_latency_model *m, int steps);

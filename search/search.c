@@ -473,28 +473,58 @@ static int dense_key(const search_ctx *x, int p, char *buf, size_t len) {
     return 0;
 }
 
+/* Calibration callbacks: forwards, and one dense generation of prompt 0 (output discarded). */
+typedef struct {
+    const ast_evaluator *ev;
+    float *out;
+} gen_timer;
+
+static int timer_generation(void *user, double *seconds) {
+    gen_timer *g = user;
+    return g->ev->generate(g->ev->user, 0, NULL, g->out, seconds);
+}
+
+static int timer_forward(void *user, float theta, double *seconds) {
+    gen_timer *g = user;
+    return g->ev->time_forward(g->ev->user, theta, seconds);
+}
+
+static int calibrate(const ast_evaluator *ev, int repeats, int with_generation,
+                     ast_latency_model *m) {
+    int64_t n = (int64_t)ev->channels * ev->frames * ev->height * ev->width;
+    gen_timer g = {ev, with_generation ? ast_malloc(sizeof(float) * (size_t)n, "a latent") : NULL};
+    if (with_generation && !g.out) return -1;
+    ast_latency_timer t = {timer_forward, with_generation ? timer_generation : NULL, &g};
+    int rc = ast_latency_calibrate(&t, ast_latency_default_thetas, 5, repeats, ev->n_branches,
+                                   ev->steps, m);
+    free(g.out);
+    return rc;
+}
+
+static void fixed_latency(ast_latency_model *m, double a, double b, int branches) {
+    memset(m, 0, sizeof *m);
+    m->n_points = 2;
+    m->theta[1] = 1;
+    m->seconds[0] = a;
+    m->seconds[1] = a + b;
+    m->branches = branches;
+}
+
 static int latency_setup(search_ctx *x) {
     int rc = ast_store_latency_get(x->s, x->run.id, &x->lat);
     if (rc < 0) return -1;
     if (rc == 0) return 0; /* stored with the run: a resume must use the same band */
     if (isfinite(x->c->latency_a) && isfinite(x->c->latency_b)) {
-        memset(&x->lat, 0, sizeof x->lat);
-        x->lat.n_points = 2;
-        x->lat.theta[0] = 0;
-        x->lat.seconds[0] = x->c->latency_a;
-        x->lat.theta[1] = 1;
-        x->lat.seconds[1] = x->c->latency_a + x->c->latency_b;
-        x->lat.branches = x->ev->n_branches;
+        fixed_latency(&x->lat, x->c->latency_a, x->c->latency_b, x->ev->n_branches);
         if (ast_latency_fit(&x->lat) != 0) {
             ast_error_prefix("--latency-model");
             return -1;
         }
     } else {
-        report(x, AST_PHASE_CALIBRATE, "timing forwards at budgets 1.0 .. 0.1");
+        report(x, AST_PHASE_CALIBRATE, "timing forwards at budgets 1.0 .. 0.1 and a dense "
+                                       "generation");
         double t0 = ast_now_sec();
-        if (ast_latency_calibrate(x->ev->time_forward, x->ev->user, ast_latency_default_thetas,
-                                  5, x->c->latency_repeats, x->ev->n_branches, &x->lat) != 0)
-            return -1;
+        if (calibrate(x->ev, x->c->latency_repeats, 1, &x->lat) != 0) return -1;
         if (ast_store_run_add_cost(x->s, x->run.id, ast_now_sec() - t0) != 0) return -1;
     }
     return ast_store_latency_put(x->s, x->run.id, &x->lat, x->ev->device);
@@ -1003,17 +1033,11 @@ int ast_search_estimate_cost(const ast_search_config *given, ast_search_estimate
     }
     if (est->latency.n_points == 0) {
         if (isfinite(c.latency_a) && isfinite(c.latency_b)) {
-            est->latency.n_points = 2;
-            est->latency.theta[1] = 1;
-            est->latency.seconds[0] = c.latency_a;
-            est->latency.seconds[1] = c.latency_a + c.latency_b;
-            est->latency.branches = ev->n_branches;
+            fixed_latency(&est->latency, c.latency_a, c.latency_b, ev->n_branches);
             if (ast_latency_fit(&est->latency) != 0) goto out;
         } else {
-            /* a quick calibration: one timing per budget */
-            if (ast_latency_calibrate(ev->time_forward, ev->user, ast_latency_default_thetas, 5,
-                                      1, ev->n_branches, &est->latency) != 0)
-                goto out;
+            /* a quick calibration: one timing per budget, no generation */
+            if (calibrate(ev, 1, 0, &est->latency) != 0) goto out;
             est->calibrated_now = 1;
         }
     }

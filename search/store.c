@@ -100,6 +100,8 @@ static const migration migrations[] = {
      "  WHERE d.run_id = c.run_id AND d.mse IS NOT NULL AND d.reused_from IS NULL"
      "   AND d.predicted_speedup >= c.predicted_speedup AND d.mse <= c.mse"
      "   AND (d.predicted_speedup > c.predicted_speedup OR d.mse < c.mse));"},
+    {3, "add the per-step overhead to the latency model",
+     "ALTER TABLE latency_model ADD COLUMN step_s REAL NOT NULL DEFAULT 0;"},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == AST_STORE_SCHEMA_VERSION,
@@ -1110,7 +1112,8 @@ int ast_store_pareto(ast_store *s, int64_t run, ast_cand **out, int *n) {
 
 int ast_store_latency_get(ast_store *s, int64_t run, ast_latency_model *m) {
     q_t q;
-    if (q_prep(&q, s, "SELECT branches, points, a, b, r2, dense_s FROM latency_model WHERE run_id = ?1",
+    if (q_prep(&q, s, "SELECT branches, points, a, b, r2, dense_s, step_s FROM latency_model"
+               " WHERE run_id = ?1",
                "reading the latency model") != 0)
         return -1;
     q_int(&q, 1, run);
@@ -1123,6 +1126,7 @@ int ast_store_latency_get(ast_store *s, int64_t run, ast_latency_model *m) {
         m->b = sqlite3_column_double(q.st, 3);
         m->r2 = sqlite3_column_double(q.st, 4);
         m->dense_s = sqlite3_column_double(q.st, 5);
+        m->step_s = sqlite3_column_double(q.st, 6);
         if (!pts || ast_latency_points_parse(pts, m) != 0) {
             ast_error_prefix("search DB '%s': run %lld", s->path, (long long)run);
             rc = -1;
@@ -1140,7 +1144,8 @@ int ast_store_latency_put(ast_store *s, int64_t run, const ast_latency_model *m,
     q_t q;
     int rc = q_prep(&q, s,
                     "INSERT OR REPLACE INTO latency_model(run_id, device, branches, points, a, b,"
-                    " r2, dense_s, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    " r2, dense_s, created, step_s)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     "storing the latency model");
     if (rc == 0) {
         q_int(&q, 1, run);
@@ -1152,6 +1157,7 @@ int ast_store_latency_put(ast_store *s, int64_t run, const ast_latency_model *m,
         q_dbl(&q, 7, m->r2);
         q_dbl(&q, 8, m->dense_s);
         q_text(&q, 9, date);
+        q_dbl(&q, 10, m->step_s);
         rc = q_run(&q);
     }
     free(pts);

@@ -24,7 +24,7 @@ extern "C" {
 #include "ga.h"
 #include "latency.h"
 
-#define AST_STORE_SCHEMA_VERSION 2
+#define AST_STORE_SCHEMA_VERSION 3
 #define AST_STORE_APP_ID 0x41535452 /* "ASTR" in PRAGMA application_id */
 #define AST_STORE_DEFAULT_PATH "astraea-search.db"
 #define AST_STORE_STALE_LOCK_SECONDS 600.0 /* another host's lock without a heartbeat this long */

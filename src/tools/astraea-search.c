@@ -182,7 +182,7 @@ int main(int argc, char **argv) {
         {"--resume", AST_ARG_INT, &resume, "RUN", "continue run RUN with its stored parameters (default: the run with these parameters)", 1, 2147483647, 0},
         {"--seed", AST_ARG_INT, &seed, "N", "GA seed (default 0); the search is deterministic for a seed", 0, 2147483647, 0},
         {"--prompts", AST_ARG_STRING, &c.prompts_file, "FILE", "calibration prompts, one per line (Wan2.1: context files, TAB, negative-context file)", 0, 0, 0},
-        {"--n-prompts", AST_ARG_INT, &c.n_prompts, "N", "calibration prompts used (default 4)", 1, 1000, 0},
+        {"--n-prompts", AST_ARG_INT, &c.n_prompts, "N", "calibration prompts used (default 4 built-in ones, or every line of --prompts)", 1, 1000, 0},
         {"--noise-seed", AST_ARG_INT, &noise_seed, "N", "prompt p uses noise seed N+p (default 1000)", 0, 2147483647, 0},
         {"--frames", AST_ARG_INT, &c.frames, "N", "video frames (Wan2.1 4n+1; wan-mini: default 8)", 1, 100000, 0},
         {"--height", AST_ARG_INT, &c.height, "PX", "height in pixels (default: the model's)", 1, 100000, 0},
@@ -257,6 +257,7 @@ int main(int argc, char **argv) {
         if (*end || !(c.latency_a >= 0) || !(c.latency_b > 0))
             return ast_cli_usage_error(&cli, "--latency-model expects A >= 0, B > 0 seconds, got '%s'", latency_model);
     }
+    if (c.prompts_file && !given(args, nargs, "--n-prompts")) c.n_prompts = 0; /* every line */
     c.target_speedup = target;
     c.seed = (uint64_t)seed;
     c.noise_seed = (uint64_t)noise_seed;

@@ -189,6 +189,19 @@ static void test_latency(void) {
     ast_latency_model slow = m;
     slow.dense_s = 0.2;
     CHECK(fabs(ast_latency_dense(&slow, steps) - 20.0) < 1e-9, "dense_s used");
+    /* per-step overhead: counted on both sides, so it lowers every speedup */
+    ast_latency_model ov = m;
+    ov.step_s = 0.05;
+    CHECK(fabs(ast_latency_dense(&ov, steps) - 12.5) < 1e-9, "dense with overhead %g",
+          ast_latency_dense(&ov, steps));
+    CHECK(fabs(ast_latency_predict(&ov, b, steps) - (ast_latency_predict(&m, b, steps) + 2.5)) < 1e-9,
+          "predicted with overhead");
+    ast_ga_band bo;
+    CHECK(ast_latency_band(&ov, steps, levels, 2.0, 0.9, 1.1, &bo, &mean) == 0 && bo.hi < band.hi,
+          "overhead asks for smaller budgets: [%d, %d] vs [%d, %d]", bo.lo, bo.hi, band.lo, band.hi);
+    /* centre of that band predicts 2x again: Σθ = ((6.25 - 2.5)/2 - 0.5)/0.09 - 1 */
+    double want_sum = ((12.5 / 2 - 2.5) / 2 - 0.5) / 0.09 - 1;
+    CHECK(fabs(mean * 49 - want_sum) < 1e-9, "target sum %g vs %g", mean * 49, want_sum);
     /* points JSON round trip */
     char *js = ast_latency_points_json(&m);
     ast_latency_model back;

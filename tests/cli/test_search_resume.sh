@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# test_search_resume.sh — astraea-search end to end: a search killed with SIGKILL at random
+# moments, again and again, then resumed by re-running the same command, must end with the same
+# best genome and fitness as an uninterrupted run with the same seed. Also: Ctrl-C stops cleanly
+# (exit 130) and the run resumes; a second process on a busy run is refused; export and --list.
+#
+# Models: the real CPU engine on wan-mini when its weights are installed, else on the tiny
+# fixture checkpoint (random weights, context files); and the synthetic stand-in. The latency
+# model is pinned (--latency-model) so the two runs share one repair band: a calibration is a
+# measurement, and two measurements differ.
+set -u
+B=${1:?build dir}
+FX=${AST_FIXTURES:-tests/fixtures}/tiny
+MODELS=${ASTRAEA_MODELS:-models}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0; checks=0
+ok()  { checks=$((checks+1)); echo "ok   $1"; }
+bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
+S=$B/astraea-search
+E=$B/astraea-export
+
+# The fields of an exported best profile that must match between two runs of one search.
+best_of() { # DB -> prints budgets and fitness of the run's best
+    $E --db "$1" --out "$T/best.json" >/dev/null 2>&1 || { echo "export failed"; return; }
+    grep -E '"(budgets|mse|psnr|ssim|predicted_speedup)"' "$T/best.json"
+}
+
+# resume_case NAME ARGS...: uninterrupted vs killed-and-resumed
+resume_case() {
+    local name=$1; shift
+    if ! $S "$@" --db "$T/$name-a.db" --quiet >"$T/log" 2>&1; then
+        bad "$name: uninterrupted search failed: $(tail -3 "$T/log")"; return
+    fi
+    local kills=0 rc=1 i
+    for i in $(seq 1 200); do
+        $S "$@" --db "$T/$name-b.db" --quiet >"$T/log" 2>&1 &
+        local pid=$!
+        sleep "0.$(printf '%03d' $((RANDOM % 400 + 20)))"
+        if kill -9 $pid 2>/dev/null; then wait $pid 2>/dev/null; rc=$?; else wait $pid; rc=$?; fi
+        if [ $rc -eq 137 ]; then kills=$((kills+1)); continue; fi
+        break
+    done
+    if [ $rc -ne 0 ]; then bad "$name: resumed search exit $rc: $(tail -3 "$T/log")"; return; fi
+    if [ $kills -lt 2 ]; then
+        # too fast to be killed twice at random: kill it right after start instead
+        bad "$name: only $kills kills landed (search too fast for this test?)"; return
+    fi
+    local a b
+    a=$(best_of "$T/$name-a.db"); b=$(best_of "$T/$name-b.db")
+    if [ -n "$a" ] && [ "$a" = "$b" ]; then
+        ok "$name: killed $kills times with SIGKILL, resumed: same best as uninterrupted ($(echo "$a" | tr -d '\t\n ' | head -c 120))"
+    else
+        bad "$name: best differs after kill -9 + resume:\n$a\nvs\n$b"
+    fi
+    # the evaluation count is the same too (no evaluation lost or doubled)
+    local ea eb
+    ea=$($S --db "$T/$name-a.db" --list | awk 'NR==2 {print $9}')
+    eb=$($S --db "$T/$name-b.db" --list | awk 'NR==2 {print $9}')
+    if [ -n "$ea" ] && [ "$ea" = "$eb" ]; then ok "$name: $ea evaluations in both"; else bad "$name: evaluations $ea vs $eb"; fi
+}
+
+GA="--population 8 --parents 3 --elites 1 --children 6 --generations 4 --seed 3 --measure-repeats 1"
+
+# ---- the real CPU engine
+if ls "$MODELS"/wan-mini/*.safetensors >/dev/null 2>&1; then
+    resume_case wan-mini --model wan-mini --backend cpu --target-speedup 2x --steps 8 --n-prompts 1 \
+        --latency-model 0.001,0.02 $GA
+else
+    echo "note: wan-mini weights not installed in $MODELS/wan-mini: using the tiny fixture checkpoint"
+    printf '%s\n' "$(cd "$FX" && pwd)/sample_in.safetensors" "$(cd "$FX" && pwd)/forward_in.safetensors" >"$T/prompts.txt"
+    resume_case tiny-engine --model "$FX/orig_f32" --prompts "$T/prompts.txt" --frames 9 --height 64 \
+        --width 96 --steps 8 --guidance 1 --backend cpu --target-speedup 1.5x \
+        --latency-model 0.0008,0.001 $GA
+fi
+
+# ---- the synthetic stand-in (each generation sleeps 3 ms so kills land mid-run)
+resume_case synthetic --model synthetic --synthetic-ms 3 --target-speedup 2x --steps 16 $GA
+
+# ---- Ctrl-C: clean stop with exit 130, state kept; a second process is refused meanwhile
+SYN="--model synthetic --synthetic-ms 40 --target-speedup 2x --steps 16 $GA --db $T/int.db"
+$S $SYN --quiet >"$T/int.log" 2>&1 &
+pid=$!
+sleep 1.5
+$S $SYN >"$T/second.log" 2>&1; rc=$?
+if [ $rc -eq 1 ] && grep -q "being searched by another process" "$T/second.log"; then
+    ok "second process on a busy run refused: $(head -c 150 "$T/second.log")"
+else bad "second process: exit $rc: $(head -c 300 "$T/second.log")"; fi
+kill -INT $pid; wait $pid; rc=$?
+if [ $rc -eq 130 ] && $S --db "$T/int.db" --list | grep -q interrupted; then
+    ok "Ctrl-C: exit 130, run marked interrupted"
+else bad "Ctrl-C: exit $rc, list: $($S --db "$T/int.db" --list | tail -1)"; fi
+if $S $SYN --synthetic-ms 0 --quiet >"$T/log" 2>&1 && $S --db "$T/int.db" --list | grep -q done; then
+    ok "interrupted run resumed to done by the same command"
+else bad "resume after Ctrl-C: $(tail -3 "$T/log")"; fi
+
+# ---- export: profile, front pick, plot; a speed the front does not reach is a clear error
+if $E --db "$T/int.db" --out "$T/p.json" >/dev/null 2>&1 && grep -q '"measured_speedup"' "$T/p.json" \
+    && grep -q '"format_version":.*1' "$T/p.json"; then ok "export of the run's best"; else bad "export: $(cat "$T/p.json" 2>&1 | head -5)"; fi
+if $E --db "$T/int.db" --speedup 1.9 --out "$T/p19.json" >/dev/null 2>&1; then ok "export --speedup 1.9"; else bad "export --speedup 1.9"; fi
+$E --db "$T/int.db" --speedup 40 --out "$T/p40.json" >"$T/log" 2>&1; rc=$?
+if [ $rc -eq 1 ] && grep -q "reaches at most" "$T/log" && [ ! -e "$T/p40.json" ]; then ok "export --speedup 40 refused"; else bad "export --speedup 40: exit $rc"; fi
+if command -v gnuplot >/dev/null; then
+    if $E --db "$T/int.db" --out "$T/p.json" --plot "$T/front.png" >/dev/null 2>&1 && [ -s "$T/front.png" ]; then ok "plot"; else bad "plot"; fi
+else
+    PATH=/nonexistent $E --db "$T/int.db" --out "$T/p.json" --plot "$T/front.png" >"$T/log" 2>&1
+    if grep -q "gnuplot is not installed" "$T/log"; then ok "plot without gnuplot: clear error"; else bad "plot without gnuplot"; fi
+fi
+$S --self-test >"$T/log" 2>&1 && grep -q "caught: 6/6" "$T/log" && ok "--self-test" || bad "--self-test: $(cat "$T/log")"
+$S --target-speedup 2x --model synthetic --db "$T/dry.db" --dry-run >"$T/log" 2>&1 && [ ! -e "$T/dry.db" ] \
+    && ok "--dry-run writes nothing: $(tail -1 "$T/log")" || bad "--dry-run: $(cat "$T/log")"
+
+echo "$((checks - fails)) of $checks checks passed"
+[ $fails -eq 0 ]
