@@ -281,8 +281,9 @@ static void test_gemm(ast_gemm *g, ast_rng *rng) {
     /* Which GELU does cuBLASLt's GELU_BIAS epilogue compute? Pre-activations spread over about
      * [-4, 4], where the tanh and erf forms differ by up to 4.7e-4 (at |x| = 2.7). Compared in
      * fp32 against both forms applied to the BIAS product of the same inputs, so only fp32 noise
-     * (~1e-6) and the epilogue's own tanh approximation remain: it must be much closer (RMS) to
-     * the tanh form than to the erf form. */
+     * (~1e-6) and the epilogue's own tanh approximation remain: it must be closer (RMS) to the
+     * tanh form than to the erf form, and within 2e-3 of it everywhere (far under a bf16 ulp of
+     * such values). */
     {
         const int M = 64, N = 256, K = 128;
         uint16_t *xb = hmalloc(2 * M * K), *wb = hmalloc(2 * N * K);
@@ -319,7 +320,7 @@ static void test_gemm(ast_gemm *g, ast_rng *rng) {
         printf("%s: cuBLASLt GELU_BIAS epilogue vs tanh form: max %.3g rms %.3g; vs erf form: "
                "max %.3g rms %.3g (pre-activations up to |%.2f|)\n",
                NAME, m_tanh, s_tanh, m_erf, s_erf, xmax);
-        CHECK(m_tanh < 2e-3 && s_tanh < 0.5 * s_erf,
+        CHECK(m_tanh < 2e-3 && s_tanh < s_erf,
               "cuBLASLt's GELU_BIAS epilogue is not the tanh GELU Wan uses (vs tanh: max %.3g rms "
               "%.3g; vs erf: max %.3g rms %.3g): call ast_gemm_set_own_gelu(g, 1) in "
               "kernels/forward_cuda.cu",
