@@ -14,12 +14,27 @@
  *   (full/empty mbarriers per stage, K and V separate). Warpgroups 1 and 2 are consumers, 64
  *   query rows each: S = Q K^T by wgmma (both operands in shared memory, 128-byte swizzle as TMA
  *   writes it), the online softmax on the accumulator registers, P converted to bf16 in registers
- *   and fed as the A operand of O += P V (V read transposed through the descriptor). Within a
- *   warpgroup the next tile's Q K^T runs while the softmax of the current one computes (FA3's
- *   intra-warpgroup overlap). TMA zero-fills rows past Lq/Lk; the last key tile is masked.
+ *   and fed as the A operand of O += P V (V read transposed through the descriptor). Each round
+ *   issues Q K_j^T and then P_{j-1} V_{j-1}, waits for the first only and computes the softmax of
+ *   tile j while the second runs (FA3's intra-warpgroup overlap; but see the SASS note below).
+ *   TMA zero-fills rows past Lq/Lk; the last key tile is masked.
+ *
+ * "wgmma_pp" (attn_wgmma_kernel<D, true>, experimental): the same kernel plus FA3's ping-pong
+ *   between the two consumer warpgroups (named barriers order their GEMM issue), see below.
  *
  * Both write O in bf16 (normalised by the row sum) and, if asked, lse = scale*max + ln(sum).
- * Scores are computed as s = q.k in fp32 and exponentiated as exp2(s*scale*log2(e) - m*...). */
+ * Scores are computed as s = q.k in fp32 and exponentiated as exp2(s*scale*log2(e) - m*...).
+ *
+ * Measured (tests/unit/test_gpu_attention.c --bench, NVIDIA H200, 2026-11-27, TFLOP/s =
+ * 4*Lq*Lk*D*H / time, H=12, D=128; Lq x Lk = 14040^2, 32760^2, 5616 x 14040, 14040 x 512):
+ *   fa2                      272  267  267  210
+ *   PyTorch SDPA (cuDNN)     644  566  622  412     (torch 2.11, same GPU, [L, H, D] layout)
+ *   wgmma                    not timed yet; passed every correctness case of the test there
+ *   wgmma_pp                 added after that run: not yet run on a device
+ * SASS of that build (cuobjdump): wgmma<128> has 32 HGMMA (64x128x16; P V as RS .tnspB), 6
+ * UTMALDG, USETMAXREG 240/24, no local memory; but ptxas places the wait for P V
+ * (WARPGROUP.DEPBAR.LE gsb0, 0x0) before the softmax of the next tile, so the intra-warpgroup
+ * overlap is lost; only the two warpgroups overlap each other (what wgmma_pp enforces). */
 #include <cuda.h> /* CUtensorMap and its enums only: the encoder is fetched from the driver */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -387,6 +402,13 @@ __device__ __forceinline__ void fence_regs(float (&r)[N]) {
 #pragma unroll
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
 }
+/* Named barriers 1 and 2 (0 is __syncthreads) for the two consumer warpgroups' ping-pong. */
+__device__ __forceinline__ void named_bar_sync(int id, int nthreads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+}
+__device__ __forceinline__ void named_bar_arrive(int id, int nthreads) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+}
 template <int R>
 __device__ __forceinline__ void setmaxnreg_inc() {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
@@ -526,7 +548,13 @@ __device__ __forceinline__ void rescale_rows(float (&o)[N], float a0, float a1) 
     }
 }
 
-template <int D>
+/* PINGPONG (variant "wgmma_pp", experimental): FA3's inter-warpgroup schedule. Each consumer
+ * issues its GEMMs of a round (Q K_j^T and P_{j-1} V_{j-1}) only after the other consumer issued
+ * its own (named barrier 1 + cw: bar.sync by this warpgroup, bar.arrive by the other), so the
+ * tensor cores alternate between the warpgroups and one's softmax runs under the other's GEMMs.
+ * Rounds per warpgroup: nblk + 1 (tile 0, tiles 1..nblk-1, the last P V); warpgroup 1 pre-arrives
+ * once so warpgroup 0 goes first, and skips its last arrive, so both barriers end balanced. */
+template <int D, bool PINGPONG>
 __global__ void __launch_bounds__(384, 1)
     attn_wgmma_kernel(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
                       const __grid_constant__ CUtensorMap tm_v, uint16_t *__restrict__ o, int ldo,
@@ -595,6 +623,7 @@ __global__ void __launch_bounds__(384, 1)
         const int warp = tid / 32, lane = tid % 32, t = lane % 4;
         const int r0 = m_base + cw * 64 + warp * 16 + lane / 4; /* and r0 + 8 */
         const bool signal = tid == 0; /* releases a stage for the warpgroup */
+        const int my_turn = 1 + cw, other_turn = 2 - cw; /* PINGPONG named barriers */
 
         const uint64_t q_desc = sw128_desc(sQ + cw * 64 * 128, 16, 1024);
         const uint64_t k_desc = sw128_desc(sK, 16, 1024);
@@ -608,10 +637,14 @@ __global__ void __launch_bounds__(384, 1)
         uint32_t p[8][4];
         float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f, alpha0 = 1.0f, alpha1 = 1.0f;
 
+        if constexpr (PINGPONG)
+            if (cw == 1) named_bar_arrive(1, 256); /* warpgroup 0 issues first */
         mbar_wait(bar_q, 0);
         /* tile 0: S_0, softmax, P_0 */
         mbar_wait(k_full(0), 0);
+        if constexpr (PINGPONG) named_bar_sync(my_turn, 256);
         issue_qk<D>(s, q_desc, k_desc);
+        if constexpr (PINGPONG) named_bar_arrive(other_turn, 256);
         wgmma_wait<0>();
         fence_regs(s);
         if (signal) mbar_arrive(k_empty(0));
@@ -624,10 +657,12 @@ __global__ void __launch_bounds__(384, 1)
         for (int j = 1; j < nblk; j++) {
             const int sk = j % S, sv = (j - 1) % S;
             mbar_wait(k_full(sk), (uint32_t)(j / S) & 1u);
+            if constexpr (PINGPONG) named_bar_sync(my_turn, 256);
             issue_qk<D>(s, q_desc, k_desc + sk * STAGE_DESC);
             rescale_rows(oacc, alpha0, alpha1); /* O to the running max of tile j-1 */
             mbar_wait(v_full(sv), (uint32_t)((j - 1) / S) & 1u);
             issue_pv<D>(oacc, p, v_desc + sv * STAGE_DESC);
+            if constexpr (PINGPONG) named_bar_arrive(other_turn, 256);
             wgmma_wait<1>(); /* S_j done (P V may still run) */
             fence_regs(s);
             if (signal) mbar_arrive(k_empty(sk));
@@ -641,7 +676,10 @@ __global__ void __launch_bounds__(384, 1)
         rescale_rows(oacc, alpha0, alpha1);
         const int sv = (nblk - 1) % S;
         mbar_wait(v_full(sv), (uint32_t)((nblk - 1) / S) & 1u);
+        if constexpr (PINGPONG) named_bar_sync(my_turn, 256);
         issue_pv<D>(oacc, p, v_desc + sv * STAGE_DESC);
+        if constexpr (PINGPONG)
+            if (cw == 0) named_bar_arrive(other_turn, 256); /* warpgroup 1 has one round left */
         wgmma_wait<0>();
         fence_regs(oacc);
         if (signal) mbar_arrive(v_empty(sv));
@@ -657,13 +695,14 @@ __global__ void __launch_bounds__(384, 1)
 
 /* ==== host side =========================================================================== */
 
-enum { ATTN_AUTO = 0, ATTN_FA2 = 1, ATTN_WGMMA = 2 };
+enum { ATTN_AUTO = 0, ATTN_FA2 = 1, ATTN_WGMMA = 2, ATTN_WGMMA_PP = 3 };
 static int g_attn_forced = ATTN_AUTO; /* set by ast_cuda_attention_variant */
 
 static int parse_variant(const char *name) {
     if (!name || !*name || strcmp(name, "auto") == 0) return ATTN_AUTO;
     if (strcmp(name, "fa2") == 0) return ATTN_FA2;
     if (strcmp(name, "wgmma") == 0) return ATTN_WGMMA;
+    if (strcmp(name, "wgmma_pp") == 0) return ATTN_WGMMA_PP;
     return -1;
 }
 
@@ -689,7 +728,7 @@ static int wgmma_probe(int dev, char *why, size_t len) {
     /* The kernel's body (and its static shared memory, the mbarriers) exists only in sm_90a code;
      * a build for another target leaves an empty stub. */
     cudaFuncAttributes fa;
-    cudaError_t e = cudaFuncGetAttributes(&fa, attn_wgmma_kernel<128>);
+    cudaError_t e = cudaFuncGetAttributes(&fa, attn_wgmma_kernel<128, false>);
     if (e != cudaSuccess || fa.binaryVersion < 90 || fa.sharedSizeBytes < 8) {
         (void)cudaGetLastError();
         snprintf(why, len,
@@ -758,7 +797,7 @@ static int make_tmap(CUtensorMap *map, TmapEncodeFn enc, const void *ptr, int ld
     return 0;
 }
 
-template <int D>
+template <int D, bool PP>
 static int launch_wgmma(const void *q, int ldq, const void *k, int ldk, const void *v, int ldv,
                         void *o, int ldo, float *lse, int Lq, int Lk, int H, float scale_log2,
                         cudaStream_t stream) {
@@ -770,10 +809,10 @@ static int launch_wgmma(const void *q, int ldq, const void *k, int ldk, const vo
         make_tmap(&tk, enc, k, ldk, Lk, H * D, C::BN, "k") ||
         make_tmap(&tv, enc, v, ldv, Lk, H * D, C::BN, "v"))
         return -1;
-    CUDA_TRY(cudaFuncSetAttribute(attn_wgmma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  (int)C::SMEM));
+    CUDA_TRY(cudaFuncSetAttribute(attn_wgmma_kernel<D, PP>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
     dim3 grid((unsigned)((Lq + C::BM - 1) / C::BM), (unsigned)H);
-    attn_wgmma_kernel<D><<<grid, C::THREADS, C::SMEM, stream>>>(
+    attn_wgmma_kernel<D, PP><<<grid, C::THREADS, C::SMEM, stream>>>(
         tq, tk, tv, static_cast<uint16_t *>(o), ldo, lse, Lq, Lk, scale_log2);
     CUDA_TRY_LAUNCH();
     return 0;
@@ -813,7 +852,7 @@ static int check_operand(const char *name, const void *p, int ld, int hd) {
 extern "C" int ast_cuda_attention_variant(const char *name) {
     const int v = parse_variant(name);
     if (v < 0)
-        return ast_fail("unknown attention kernel '%s' (use fa2, wgmma or auto)", name);
+        return ast_fail("unknown attention kernel '%s' (use fa2, wgmma, wgmma_pp or auto)", name);
     g_attn_forced = v;
     return 0;
 }
@@ -851,7 +890,8 @@ extern "C" int ast_cuda_attention(const void *q, int ldq, const void *k, int ldk
         const char *env = getenv("ASTRAEA_ATTN");
         variant = parse_variant(env);
         if (variant < 0)
-            return ast_fail("ASTRAEA_ATTN='%s' is not an attention kernel (use fa2, wgmma or auto)",
+            return ast_fail("ASTRAEA_ATTN='%s' is not an attention kernel (use fa2, wgmma, wgmma_pp "
+                            "or auto)",
                             env);
     }
     int dev = 0;
@@ -859,15 +899,17 @@ extern "C" int ast_cuda_attention(const void *q, int ldq, const void *k, int ldk
     const char *why = "";
     const int wgmma_ok = wgmma_available_on(dev, &why);
     if (variant == ATTN_AUTO) variant = wgmma_ok ? ATTN_WGMMA : ATTN_FA2;
-    if (variant == ATTN_WGMMA && !wgmma_ok)
+    if ((variant == ATTN_WGMMA || variant == ATTN_WGMMA_PP) && !wgmma_ok)
         return ast_fail("ast_cuda_attention: the wgmma kernel was asked for but cannot run: %s "
                         "(use ASTRAEA_ATTN=fa2)",
                         why);
 
     const float sl2 = scale * kLog2e;
+#define AST_ATTN_ARGS q, ldq, k, ldk, v, ldv, o, ldo, lse, Lq, Lk, H, sl2, stream
     if (variant == ATTN_WGMMA)
-        return D == 128 ? launch_wgmma<128>(q, ldq, k, ldk, v, ldv, o, ldo, lse, Lq, Lk, H, sl2, stream)
-                        : launch_wgmma<64>(q, ldq, k, ldk, v, ldv, o, ldo, lse, Lq, Lk, H, sl2, stream);
-    return D == 128 ? launch_fa2<128>(q, ldq, k, ldk, v, ldv, o, ldo, lse, Lq, Lk, H, sl2, stream)
-                    : launch_fa2<64>(q, ldq, k, ldk, v, ldv, o, ldo, lse, Lq, Lk, H, sl2, stream);
+        return D == 128 ? launch_wgmma<128, false>(AST_ATTN_ARGS) : launch_wgmma<64, false>(AST_ATTN_ARGS);
+    if (variant == ATTN_WGMMA_PP)
+        return D == 128 ? launch_wgmma<128, true>(AST_ATTN_ARGS) : launch_wgmma<64, true>(AST_ATTN_ARGS);
+    return D == 128 ? launch_fa2<128>(AST_ATTN_ARGS) : launch_fa2<64>(AST_ATTN_ARGS);
+#undef AST_ATTN_ARGS
 }

@@ -5,7 +5,9 @@
  *            warpgroup and two consumer warpgroups. The default on an sm_90 device.
  *   "fa2":   portable mma.sync m16n8k16 FlashAttention-2-style kernel (sm_80+); the correctness
  *            baseline, and the fallback on other devices.
- * ASTRAEA_ATTN=fa2|wgmma (environment) or ast_cuda_attention_variant() forces one.
+ *   "wgmma_pp": the wgmma kernel with FA3's ping-pong schedule between its two consumer
+ *            warpgroups (experimental: opt-in until measured faster).
+ * ASTRAEA_ATTN=fa2|wgmma|wgmma_pp (environment) or ast_cuda_attention_variant() forces one.
  *
  * Layout (ld in elements; every row must start on a 16-byte boundary):
  *   q [Lq, ldq], k [Lk, ldk], v [Lk, ldv], o [Lq, ldo]: bf16 row-major, head h = columns
@@ -28,12 +30,12 @@ int ast_cuda_attention(const void *q, int ldq, const void *k, int ldk, const voi
                        void *o, int ldo, float *lse, int Lq, int Lk, int H, int D, float scale,
                        cudaStream_t stream);
 
-/* Forces a kernel for later calls in this process: "fa2", "wgmma", or "auto" / NULL (back to
- * the default: ASTRAEA_ATTN if set, else wgmma on sm_90 devices, else fa2). Returns 0, or -1
+/* Forces a kernel for later calls in this process: "fa2", "wgmma", "wgmma_pp", or "auto" / NULL
+ * (back to the default: ASTRAEA_ATTN if set, else wgmma on sm_90 devices, else fa2). Returns 0, or -1
  * with the error set for an unknown name. */
 int ast_cuda_attention_variant(const char *name);
 
-/* 1 when the wgmma kernel can run on the current device (sm_90 device, sm_90a code built in),
+/* 1 when the wgmma kernels (wgmma, wgmma_pp) can run on the current device (sm_90 device, sm_90a code built in),
  * else 0 with the reason in `reason` (may be NULL). */
 int ast_cuda_attention_wgmma_available(char *reason, int reason_len);
 

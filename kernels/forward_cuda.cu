@@ -1,31 +1,740 @@
-// forward_cuda.cu — the CUDA backend (src/backend.h). Placeholder until the forward lands.
+// forward_cuda.cu — the CUDA backend (src/backend.h): the Wan2.1 forward of src/forward_cpu.c,
+// step for step and with the same token-wise logic, in bf16 with fp32 statistics and an fp32
+// residual stream (wan21.md §1.6).
+//
+// One block, token-wise (K of N tokens; dense = all N, identity selection, no gather):
+//   sk = x·Pᵀ                                  [N, r]   (token-wise engines only)
+//   scores, top-K -> sel [K] ascending, flags  [N]      (K < N only)
+//   h    = LN1(x)(1 + E1) + E0                 [N, D]   bf16
+//   qkv  = h·Wqkvᵀ                             [N, 3D]  dense: one GEMM on the fused [3D, D]
+//          k|v = h·Wkvᵀ (all N rows), q = h[sel]·Wqᵀ (K rows) into the same [N, 3D] buffer
+//   RMSNorm + RoPE on k (all rows) and q (rows carry their token index)
+//   o    = attn(q, k, v), lse [H, K]           [K, D]
+//   xs   = x[sel] + (o·Woᵀ + bo)·E2            [K, D]   fp32 (in place on x for dense-only engines)
+//   xs  += cross(LN3(xs))                       the o-projection accumulates into xs (beta = 1)
+//   xs  += (GELU(LN2(xs)(1 + E4) + E3 ·W0ᵀ)·W2ᵀ)·E5
+//   reuse: x[other] = x + cache (or cache), skip += 1;  commit: cache, x[sel] = xs, lse, sketch,
+//   skip = 0
+//
+// Memory: the weights once as bf16 (time embedding fp32, as the reference runs it), every
+// scratch buffer sized for N at create, per branch the cross-attention K/V of every block and
+// the token-wise state (bf16 cache [N, D] per block). Nothing is allocated and nothing waits for
+// the host inside a forward except the final copy of the output. A forward's device work is
+// captured into a CUDA graph per (branch, K) the second time that pair is seen (the first run
+// is eager: it fills the GEMM shape cache) and replayed after; ASTRAEA_CUDA_GRAPHS=0 turns
+// graphs off.
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "attention.h"
 #include "cuda_check.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+#include "kernels/tokenwise.h"
 
 extern "C" {
 #include "backend.h"
+#include "cpu_ops.h"       // ast_rope_table_init: the table both backends use
+#include "src/tokenwise.h" // ast_tw_projection: the sketch projection both backends use
 }
+
+// ---- device count -----------------------------------------------------------------------------
 
 extern "C" int ast_cuda_device_count(char *reason, size_t reason_len) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n <= 0) {
-        snprintf(reason, reason_len, "no CUDA device: cudaGetDeviceCount returned %s (%s)",
-                 e != cudaSuccess ? cudaGetErrorName(e) : "0 devices",
-                 e != cudaSuccess ? cudaGetErrorString(e) : "no GPU visible");
-        cudaGetLastError();
+        if (reason_len)
+            snprintf(reason, reason_len, "no CUDA device: cudaGetDeviceCount returned %s (%s)",
+                     e != cudaSuccess ? cudaGetErrorName(e) : "0 devices",
+                     e != cudaSuccess ? cudaGetErrorString(e) : "no GPU visible");
+        cudaGetLastError(); // leave no error behind for the next CUDA call
         return 0;
     }
     if (reason_len) reason[0] = 0;
     return n;
 }
 
+// ---- state ------------------------------------------------------------------------------------
+
+typedef __nv_bfloat16 bf16_t;
+
+typedef struct {
+    ast_bf16 *qkv_w;          // self_attn.{q,k,v}.weight stacked: [3D, D] (rows q | k | v)
+    ast_bf16 *qkv_b;          // [3D] bf16 (bf16 GEMM output)
+    ast_bf16 *so_w, *so_b;    // self_attn.o [D, D], [D]
+    float *norm_q, *norm_k;   // self_attn.norm_{q,k} [D]
+    float *norm3_w, *norm3_b; // [D]
+    ast_bf16 *cq_w, *cq_b;    // cross_attn.q [D, D], [D]
+    ast_bf16 *ckv_w, *ckv_b;  // cross_attn.{k,v} stacked [2D, D], [2D]
+    float *cnorm_q, *cnorm_k; // cross_attn.norm_{q,k} [D]
+    ast_bf16 *co_w;           // cross_attn.o [D, D]
+    float *co_b;              // [D] fp32: that GEMM accumulates into the fp32 stream
+    ast_bf16 *f0_w, *f0_b;    // ffn.0 [Fd, D], [Fd]
+    ast_bf16 *f2_w, *f2_b;    // ffn.2 [D, Fd], [D]
+} dev_block;
+
+typedef struct {
+    ast_bf16 *patch_w;        // [D, P]
+    float *patch_b;           // [D] fp32 (output: the fp32 residual stream)
+    ast_bf16 *text0_w, *text0_b; // [D, text_dim], [D]
+    ast_bf16 *text2_w, *text2_b; // [D, D], [D]
+    float *time0_w, *time0_b; // [D, freq_dim], [D]   fp32: the time path runs in fp32
+    float *time2_w, *time2_b; // [D, D], [D]
+    float *tproj_w, *tproj_b; // [6D, D], [6D]
+    float *mod_all;           // [layers, 6D] blocks.{i}.modulation
+    float *head_mod;          // [2D]
+    ast_bf16 *head_w;         // [Py, D]
+    float *head_b;            // [Py] fp32 (fp32 output)
+    float *rope;              // [1024, hd/2, 2] (cos, sin)
+    float *proj;              // [r, D] sketch projection (token-wise engines)
+    dev_block *blocks;        // [layers] (host array of device pointers)
+} dev_weights;
+
+typedef struct {
+    ast_bf16 *cache;   // [N, D] what an unselected token reuses
+    float *lse;        // [N] mean over heads of the self-attention LSE, last computed
+    float *refsketch;  // [N, r] sketch of the block input, last computed
+    int32_t *skip;     // [N] steps in a row not computed
+} dev_block_state;
+
+typedef struct {
+    ast_bf16 *cross_kv;     // [layers][text_len, 2D]: RMSNorm'd keys | values
+    int has_context;
+    int has_state;          // caches valid (a dense forward ran since reset)
+    dev_block_state *blocks;// [layers] when token-wise
+} dev_branch;
+
+typedef struct {
+    int branch, K;
+    cudaGraphExec_t exec;   // NULL: seen once, not captured yet
+} graph_entry;
+
+enum { MAX_GRAPHS = 64 };
+
+typedef struct {
+    const ast_model *m;
+    ast_engine_params p;
+    int dev;
+    cudaStream_t s;
+    ast_gemm *gemm;
+    ast_cuda_tw *tw;          // selection scratch (token-wise engines)
+    int N, gf, gh, gw, D, H, hd, Fd, Lt, P, Py, r, layers;
+    float eps, scale;
+
+    void *warena;             // one allocation for every weight
+    dev_weights w;
+    dev_branch *br;
+
+    // scratch, sized for N tokens
+    float *lat_in, *lat_out;  // [in_dim, F, H, W], [out_dim, F, H, W]
+    float *t;                 // [1] the step's timestep
+    float *x;                 // [N, D] residual stream
+    float *xs;                // [N, D] block output rows (token-wise engines)
+    ast_bf16 *h;              // [N, max(D, P)] LN output / patches
+    ast_bf16 *hq;             // [N, D] gathered rows of h (token-wise)
+    ast_bf16 *qkv;            // [N, 3D]
+    ast_bf16 *o;              // [N, D] attention output
+    ast_bf16 *tmp;            // [N, D] projection outputs
+    ast_bf16 *ffn;            // [N, Fd]
+    float *lse_h;             // [H, N]
+    float *sk;                // [N, r]
+    float *score;             // [N]
+    int32_t *sel;             // [N]
+    uint8_t *flags;           // [N]
+    float *headout;           // [N, Py]
+    float *sinus, *thid, *e, *e0, *E, *hmod; // [freq], [D], [D], [6D], [layers, 6D], [2D]
+    ast_bf16 *ctx, *ctx_hid, *ctx_emb;  // [Lt, text_dim], [Lt, D], [Lt, D] (set_context)
+
+    float *pin_in, *pin_out, *pin_t;    // pinned host staging
+    ast_uploader *up;
+
+    int graphs_on;
+    graph_entry graphs[MAX_GRAPHS];
+    int n_graphs;
+    char name[320];
+} cuda_backend;
+
+// ---- weights ---------------------------------------------------------------------------------
+
+// Bump allocation inside one cudaMalloc: a first pass with base == NULL only counts.
+typedef struct {
+    char *base;
+    size_t off;
+} arena;
+
+template <typename T>
+static T *carve(arena *a, size_t count) {
+    a->off = (a->off + 255) & ~(size_t)255; // 256-byte aligned, as cuBLASLt likes
+    T *p = a->base ? (T *)(a->base + a->off) : NULL;
+    a->off += count * sizeof(T);
+    return p;
+}
+
+static void layout_weights(cuda_backend *b, arena *a) {
+    const size_t D = b->D, Fd = b->Fd, P = b->P, Py = b->Py, td = b->m->cfg.text_dim,
+                 fd = b->m->cfg.freq_dim;
+    dev_weights *w = &b->w;
+    w->patch_w = carve<ast_bf16>(a, D * P);
+    w->patch_b = carve<float>(a, D);
+    w->text0_w = carve<ast_bf16>(a, D * td);
+    w->text0_b = carve<ast_bf16>(a, D);
+    w->text2_w = carve<ast_bf16>(a, D * D);
+    w->text2_b = carve<ast_bf16>(a, D);
+    w->time0_w = carve<float>(a, D * fd);
+    w->time0_b = carve<float>(a, D);
+    w->time2_w = carve<float>(a, D * D);
+    w->time2_b = carve<float>(a, D);
+    w->tproj_w = carve<float>(a, 6 * D * D);
+    w->tproj_b = carve<float>(a, 6 * D);
+    w->mod_all = carve<float>(a, (size_t)b->layers * 6 * D);
+    w->head_mod = carve<float>(a, 2 * D);
+    w->head_w = carve<ast_bf16>(a, Py * D);
+    w->head_b = carve<float>(a, Py);
+    w->rope = carve<float>(a, (size_t)1024 * b->hd);
+    w->proj = b->p.tokenwise ? carve<float>(a, (size_t)b->r * D) : NULL;
+    for (int l = 0; l < b->layers; l++) {
+        dev_block *k = &w->blocks[l];
+        k->qkv_w = carve<ast_bf16>(a, 3 * D * D);
+        k->qkv_b = carve<ast_bf16>(a, 3 * D);
+        k->so_w = carve<ast_bf16>(a, D * D);
+        k->so_b = carve<ast_bf16>(a, D);
+        k->norm_q = carve<float>(a, D);
+        k->norm_k = carve<float>(a, D);
+        k->norm3_w = carve<float>(a, D);
+        k->norm3_b = carve<float>(a, D);
+        k->cq_w = carve<ast_bf16>(a, D * D);
+        k->cq_b = carve<ast_bf16>(a, D);
+        k->ckv_w = carve<ast_bf16>(a, 2 * D * D);
+        k->ckv_b = carve<ast_bf16>(a, 2 * D);
+        k->cnorm_q = carve<float>(a, D);
+        k->cnorm_k = carve<float>(a, D);
+        k->co_w = carve<ast_bf16>(a, D * D);
+        k->co_b = carve<float>(a, D);
+        k->f0_w = carve<ast_bf16>(a, Fd * D);
+        k->f0_b = carve<ast_bf16>(a, Fd);
+        k->f2_w = carve<ast_bf16>(a, D * Fd);
+        k->f2_b = carve<ast_bf16>(a, D);
+    }
+}
+
+// Host fp32 vector -> device (bf16 or fp32).
+static int up_vec(cuda_backend *b, const float *src, int64_t n, void *dst, ast_dtype ddt,
+                  const char *what) {
+    if (ast_upload(b->up, src, AST_DT_F32, n, dst, ddt)) {
+        ast_error_prefix("uploading %s", what);
+        return -1;
+    }
+    return 0;
+}
+
+static int upload_weights(cuda_backend *b) {
+    const ast_wan_config *c = &b->m->cfg;
+    const ast_wan_weights *mw = &b->m->w;
+    dev_weights *w = &b->w;
+    const int64_t D = b->D, Fd = b->Fd;
+    const ast_dtype BF = AST_DT_BF16, F = AST_DT_F32;
+    ast_uploader *u = b->up;
+#define UPT(t, n, dst, ddt) \
+    if (ast_upload_tensor(u, &(t), (n), (dst), (ddt))) return -1
+#define UPV(src, n, dst, ddt, what) \
+    if (up_vec(b, (src), (n), (dst), (ddt), (what))) return -1
+    UPT(mw->patch_w, D * b->P, w->patch_w, BF);
+    UPV(mw->patch_b, D, w->patch_b, F, "patch_embedding.bias");
+    UPT(mw->text0_w, D * c->text_dim, w->text0_w, BF);
+    UPV(mw->text0_b, D, w->text0_b, BF, "text_embedding.0.bias");
+    UPT(mw->text2_w, D * D, w->text2_w, BF);
+    UPV(mw->text2_b, D, w->text2_b, BF, "text_embedding.2.bias");
+    UPT(mw->time0_w, D * c->freq_dim, w->time0_w, F);
+    UPV(mw->time0_b, D, w->time0_b, F, "time_embedding.0.bias");
+    UPT(mw->time2_w, D * D, w->time2_w, F);
+    UPV(mw->time2_b, D, w->time2_b, F, "time_embedding.2.bias");
+    UPT(mw->tproj_w, 6 * D * D, w->tproj_w, F);
+    UPV(mw->tproj_b, 6 * D, w->tproj_b, F, "time_projection.1.bias");
+    UPV(mw->head_mod, 2 * D, w->head_mod, F, "head.modulation");
+    UPT(mw->head_w, (int64_t)b->Py * D, w->head_w, BF);
+    UPV(mw->head_b, b->Py, w->head_b, F, "head.head.bias");
+    for (int l = 0; l < b->layers; l++) {
+        const ast_wan_block *s = &mw->blocks[l];
+        dev_block *k = &w->blocks[l];
+        UPV(s->modulation, 6 * D, w->mod_all + (size_t)l * 6 * D, F, "blocks.*.modulation");
+        UPT(s->self_attn.q_w, D * D, k->qkv_w, BF);
+        UPT(s->self_attn.k_w, D * D, k->qkv_w + D * D, BF);
+        UPT(s->self_attn.v_w, D * D, k->qkv_w + 2 * D * D, BF);
+        UPV(s->self_attn.q_b, D, k->qkv_b, BF, "self_attn.q.bias");
+        UPV(s->self_attn.k_b, D, k->qkv_b + D, BF, "self_attn.k.bias");
+        UPV(s->self_attn.v_b, D, k->qkv_b + 2 * D, BF, "self_attn.v.bias");
+        UPT(s->self_attn.o_w, D * D, k->so_w, BF);
+        UPV(s->self_attn.o_b, D, k->so_b, BF, "self_attn.o.bias");
+        UPV(s->self_attn.norm_q, D, k->norm_q, F, "self_attn.norm_q.weight");
+        UPV(s->self_attn.norm_k, D, k->norm_k, F, "self_attn.norm_k.weight");
+        UPV(s->norm3_w, D, k->norm3_w, F, "norm3.weight");
+        UPV(s->norm3_b, D, k->norm3_b, F, "norm3.bias");
+        UPT(s->cross_attn.q_w, D * D, k->cq_w, BF);
+        UPV(s->cross_attn.q_b, D, k->cq_b, BF, "cross_attn.q.bias");
+        UPT(s->cross_attn.k_w, D * D, k->ckv_w, BF);
+        UPT(s->cross_attn.v_w, D * D, k->ckv_w + D * D, BF);
+        UPV(s->cross_attn.k_b, D, k->ckv_b, BF, "cross_attn.k.bias");
+        UPV(s->cross_attn.v_b, D, k->ckv_b + D, BF, "cross_attn.v.bias");
+        UPV(s->cross_attn.norm_q, D, k->cnorm_q, F, "cross_attn.norm_q.weight");
+        UPV(s->cross_attn.norm_k, D, k->cnorm_k, F, "cross_attn.norm_k.weight");
+        UPT(s->cross_attn.o_w, D * D, k->co_w, BF);
+        UPV(s->cross_attn.o_b, D, k->co_b, F, "cross_attn.o.bias");
+        UPT(s->ffn0_w, Fd * D, k->f0_w, BF);
+        UPV(s->ffn0_b, Fd, k->f0_b, BF, "ffn.0.bias");
+        UPT(s->ffn2_w, D * Fd, k->f2_w, BF);
+        UPV(s->ffn2_b, D, k->f2_b, BF, "ffn.2.bias");
+    }
+#undef UPT
+#undef UPV
+    // RoPE table and sketch projection: the host builders both backends share
+    ast_rope_table rt;
+    if (ast_rope_table_init(&rt, b->hd)) return -1;
+    int rc = rt.npos == 1024 ? 0 : ast_fail("internal: RoPE table of %d positions", rt.npos);
+    if (!rc) rc = ast_upload(u, rt.cs, AST_DT_F32, (int64_t)rt.npos * b->hd, w->rope, F);
+    if (!rc) rc = ast_uploader_finish(u); // rt.cs is read by the copy: wait before freeing
+    ast_rope_table_free(&rt);
+    if (rc) return -1;
+    if (w->proj) {
+        float *P = (float *)ast_malloc(sizeof(float) * (size_t)b->r * D, "the sketch projection");
+        if (!P) return -1;
+        ast_tw_projection((int)D, b->r, P);
+        rc = ast_upload(u, P, AST_DT_F32, (int64_t)b->r * D, w->proj, F);
+        if (!rc) rc = ast_uploader_finish(u);
+        free(P);
+        if (rc) return -1;
+    }
+    return ast_uploader_finish(u);
+}
+
+// ---- lifetime ---------------------------------------------------------------------------------
+
+static void graphs_clear(cuda_backend *b) {
+    for (int i = 0; i < b->n_graphs; i++)
+        if (b->graphs[i].exec) cudaGraphExecDestroy(b->graphs[i].exec);
+    b->n_graphs = 0;
+}
+
+static void cuda_destroy(void *impl) {
+    cuda_backend *b = (cuda_backend *)impl;
+    if (!b) return;
+    cudaSetDevice(b->dev);
+    if (b->s) cudaStreamSynchronize(b->s);
+    graphs_clear(b);
+    if (b->br) {
+        for (int i = 0; i < b->p.n_branches; i++) {
+            dev_branch *br = &b->br[i];
+            ast_cuda_free(br->cross_kv);
+            if (br->blocks) {
+                for (int l = 0; l < b->layers; l++) {
+                    ast_cuda_free(br->blocks[l].cache);
+                    ast_cuda_free(br->blocks[l].lse);
+                    ast_cuda_free(br->blocks[l].refsketch);
+                    ast_cuda_free(br->blocks[l].skip);
+                }
+                free(br->blocks);
+            }
+        }
+        free(b->br);
+    }
+    void *bufs[] = {b->lat_in, b->lat_out, b->t, b->x, b->xs, b->h, b->hq, b->qkv, b->o,
+                    b->tmp, b->ffn, b->lse_h, b->sk, b->score, b->sel, b->flags, b->headout,
+                    b->sinus, b->thid, b->e, b->e0, b->E, b->hmod, b->ctx, b->ctx_hid,
+                    b->ctx_emb, b->warena};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) ast_cuda_free(bufs[i]);
+    if (b->pin_in) cudaFreeHost(b->pin_in);
+    if (b->pin_out) cudaFreeHost(b->pin_out);
+    if (b->pin_t) cudaFreeHost(b->pin_t);
+    free(b->w.blocks);
+    ast_uploader_free(b->up);
+    ast_cuda_tw_free(b->tw);
+    ast_gemm_free(b->gemm);
+    if (b->s) cudaStreamDestroy(b->s);
+    free(b);
+}
+
+static const char *cuda_device_name(void *impl) { return ((cuda_backend *)impl)->name; }
+
+static void cuda_reset(void *impl) {
+    cuda_backend *b = (cuda_backend *)impl;
+    for (int i = 0; i < b->p.n_branches; i++) b->br[i].has_state = 0;
+}
+
+#define ALLOC(ptr, count, what) \
+    (ast_cuda_alloc((void **)&(ptr), sizeof(*(ptr)) * (size_t)(count), (what)) == 0)
+
+static int alloc_scratch(cuda_backend *b) {
+    const ast_wan_config *c = &b->m->cfg;
+    const int64_t N = b->N, D = b->D, hw = D > b->P ? D : b->P;
+    const int64_t nlat_in = (int64_t)c->in_dim * b->p.frames * b->p.height * b->p.width;
+    const int64_t nlat_out = (int64_t)c->out_dim * b->p.frames * b->p.height * b->p.width;
+    const int tw = b->p.tokenwise;
+    int ok = ALLOC(b->lat_in, nlat_in, "the input latent") &&
+             ALLOC(b->lat_out, nlat_out, "the output latent") && ALLOC(b->t, 1, "the timestep") &&
+             ALLOC(b->x, N * D, "the residual stream") &&
+             ALLOC(b->h, N * hw, "normalised activations") &&
+             ALLOC(b->qkv, N * 3 * D, "queries/keys/values") &&
+             ALLOC(b->o, N * D, "attention output") && ALLOC(b->tmp, N * D, "projections") &&
+             ALLOC(b->ffn, N * b->Fd, "FFN activations") &&
+             ALLOC(b->headout, N * b->Py, "head output") &&
+             ALLOC(b->sinus, c->freq_dim, "time features") && ALLOC(b->thid, D, "time hidden") &&
+             ALLOC(b->e, D, "time embedding") && ALLOC(b->e0, 6 * D, "time projection") &&
+             ALLOC(b->E, (int64_t)b->layers * 6 * D, "block modulation") &&
+             ALLOC(b->hmod, 2 * D, "head modulation") &&
+             ALLOC(b->ctx, (int64_t)b->Lt * c->text_dim, "the context") &&
+             ALLOC(b->ctx_hid, (int64_t)b->Lt * D, "the text embedding") &&
+             ALLOC(b->ctx_emb, (int64_t)b->Lt * D, "the text embedding");
+    if (ok && tw)
+        ok = ALLOC(b->xs, N * D, "selected rows") && ALLOC(b->hq, N * D, "selected rows") &&
+             ALLOC(b->lse_h, (int64_t)b->H * N, "attention LSE") &&
+             ALLOC(b->sk, N * b->r, "input sketch") && ALLOC(b->score, N, "token scores") &&
+             ALLOC(b->sel, N, "token selection") && ALLOC(b->flags, N, "token selection");
+    if (!ok) return -1;
+    CUDA_TRY(cudaHostAlloc((void **)&b->pin_in, sizeof(float) * nlat_in, cudaHostAllocDefault));
+    CUDA_TRY(cudaHostAlloc((void **)&b->pin_out, sizeof(float) * nlat_out, cudaHostAllocDefault));
+    CUDA_TRY(cudaHostAlloc((void **)&b->pin_t, sizeof(float), cudaHostAllocDefault));
+    b->br = (dev_branch *)ast_calloc((size_t)b->p.n_branches, sizeof *b->br, "CFG branches");
+    if (!b->br) return -1;
+    for (int i = 0; i < b->p.n_branches; i++) {
+        dev_branch *br = &b->br[i];
+        if (!ALLOC(br->cross_kv, (int64_t)b->layers * b->Lt * 2 * D, "cross-attention K/V"))
+            return -1;
+        if (!tw) continue;
+        br->blocks = (dev_block_state *)ast_calloc((size_t)b->layers, sizeof *br->blocks,
+                                                   "token-wise state");
+        if (!br->blocks) return -1;
+        for (int l = 0; l < b->layers; l++) {
+            dev_block_state *s = &br->blocks[l];
+            if (!(ALLOC(s->cache, N * D, "the token cache") && ALLOC(s->lse, N, "token LSE") &&
+                  ALLOC(s->refsketch, N * b->r, "token sketches") &&
+                  ALLOC(s->skip, N, "skip counts")))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+// ---- context ----------------------------------------------------------------------------------
+
+static int cuda_set_context(void *impl, int branch, const float *ctx) {
+    cuda_backend *b = (cuda_backend *)impl;
+    const ast_wan_config *c = &b->m->cfg;
+    const dev_weights *w = &b->w;
+    dev_branch *br = &b->br[branch];
+    const int Lt = b->Lt, D = b->D;
+    CUDA_TRY(cudaSetDevice(b->dev));
+    // zero-padded [text_len, text_dim] (engine.c) -> bf16, as autocast feeds the Linear
+    if (ast_upload(b->up, ctx, AST_DT_F32, (int64_t)Lt * c->text_dim, b->ctx, AST_DT_BF16))
+        return -1;
+    // text_embedding: Linear -> GELU(tanh) -> Linear (pad rows included: they are attended)
+    int rc = ast_gemm_run(b->gemm, Lt, D, c->text_dim, b->ctx, c->text_dim, w->text0_w,
+                          c->text_dim, w->text0_b, b->ctx_hid, D, AST_GEMM_OUT_BF16,
+                          AST_GEMM_EPI_GELU_BIAS, 0, b->s);
+    rc = rc || ast_gemm_run(b->gemm, Lt, D, D, b->ctx_hid, D, w->text2_w, D, w->text2_b,
+                            b->ctx_emb, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0, b->s);
+    for (int l = 0; !rc && l < b->layers; l++) {
+        const dev_block *k = &w->blocks[l];
+        ast_bf16 *kv = br->cross_kv + (size_t)l * Lt * 2 * D;
+        rc = ast_gemm_run(b->gemm, Lt, 2 * D, D, b->ctx_emb, D, k->ckv_w, D, k->ckv_b, kv, 2 * D,
+                          AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0, b->s) ||
+             ast_cuda_rmsnorm_rope(Lt, D, kv, 2 * D, k->cnorm_k, b->eps, NULL, 0, b->hd, NULL, 1,
+                                   1, b->s);
+    }
+    if (!rc) rc = ast_uploader_finish(b->up); // also waits for the kernels on the stream
+    if (rc) {
+        ast_error_prefix("computing the cross-attention keys/values of CFG branch %d", branch);
+        return -1;
+    }
+    br->has_context = 1;
+    return 0;
+}
+
+// ---- forward ----------------------------------------------------------------------------------
+
+// One block on the current residual stream b->x (see the file comment).
+static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
+    const dev_block *k = &b->w.blocks[l];
+    const int N = b->N, D = b->D, H = b->H, hd = b->hd;
+    const float *E = b->E + (size_t)l * 6 * D;
+    const float *E0 = E, *E1 = E + D, *E2 = E + 2 * D, *E3 = E + 3 * D, *E4 = E + 4 * D,
+                *E5 = E + 5 * D;
+    dev_block_state *st = br->blocks ? &br->blocks[l] : NULL;
+    const int gather = K < N; // K == N: identity selection, rows used in place
+    const int32_t *sel = gather ? b->sel : NULL;
+    cudaStream_t s = b->s;
+    ast_gemm *g = b->gemm;
+    const ast_gemm_out OBF = AST_GEMM_OUT_BF16;
+
+    // 1. selection
+    if (st && ast_cuda_tw_sketch(N, D, b->r, b->x, D, b->w.proj, b->sk, s)) return -1;
+    if (gather) {
+        if (ast_cuda_tw_scores(b->tw, N, b->r, b->sk, st->refsketch, st->lse, st->skip, &b->p.tw,
+                               b->score, s) ||
+            ast_cuda_tw_topk(b->tw, N, K, b->score, b->sel, b->flags, s))
+            return -1;
+    }
+
+    // 2. self-attention: K/V for every token, Q for the selected
+    if (ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, E1, E0, b->eps, s)) return -1;
+    ast_bf16 *q = b->qkv, *kk = b->qkv + D, *vv = b->qkv + 2 * D;
+    if (!gather) {
+        if (ast_gemm_run(g, N, 3 * D, D, b->h, D, k->qkv_w, D, k->qkv_b, b->qkv, 3 * D, OBF,
+                         AST_GEMM_EPI_BIAS, 0, s))
+            return -1;
+    } else {
+        if (ast_gemm_run(g, N, 2 * D, D, b->h, D, k->qkv_w + (size_t)D * D, D, k->qkv_b + D, kk,
+                         3 * D, OBF, AST_GEMM_EPI_BIAS, 0, s) ||
+            ast_cuda_gather_rows(K, D, sel, b->h, D, b->hq, D, 2, s) ||
+            ast_gemm_run(g, K, D, D, b->hq, D, k->qkv_w, D, k->qkv_b, q, 3 * D, OBF,
+                         AST_GEMM_EPI_BIAS, 0, s))
+            return -1;
+    }
+    if (ast_cuda_rmsnorm_rope(N, D, kk, 3 * D, k->norm_k, b->eps, b->w.rope, 1024, hd, NULL,
+                              b->gh, b->gw, s) ||
+        ast_cuda_rmsnorm_rope(K, D, q, 3 * D, k->norm_q, b->eps, b->w.rope, 1024, hd, sel, b->gh,
+                              b->gw, s))
+        return -1;
+    if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D, st ? b->lse_h : NULL, K, N, H,
+                           hd, b->scale, s))
+        return -1;
+    // xs = x[sel] + (o·Wo + bo)·E2   (dense-only engines: in place on x)
+    float *xs = st ? b->xs : b->x;
+    if (ast_gemm_run(g, K, D, D, b->o, D, k->so_w, D, k->so_b, b->tmp, D, OBF, AST_GEMM_EPI_BIAS,
+                     0, s) ||
+        ast_cuda_residual(K, D, xs, D, b->x, D, sel, b->tmp, D, 0, E2, s))
+        return -1;
+
+    // 3. cross-attention (no modulation, no gate); its o-projection accumulates into xs
+    ast_bf16 *cq = b->qkv; // [K, D]: the self-attention q/k/v are dead now
+    const ast_bf16 *ckv = br->cross_kv + (size_t)l * b->Lt * 2 * D;
+    if (ast_cuda_layernorm(K, D, xs, D, NULL, b->h, D, k->norm3_w, k->norm3_b, NULL, NULL, b->eps,
+                           s) ||
+        ast_gemm_run(g, K, D, D, b->h, D, k->cq_w, D, k->cq_b, cq, D, OBF, AST_GEMM_EPI_BIAS, 0,
+                     s) ||
+        ast_cuda_rmsnorm_rope(K, D, cq, D, k->cnorm_q, b->eps, NULL, 0, hd, NULL, 1, 1, s) ||
+        ast_cuda_attention(cq, D, ckv, 2 * D, ckv + D, 2 * D, b->o, D, NULL, K, b->Lt, H, hd,
+                           b->scale, s) ||
+        ast_gemm_run(g, K, D, D, b->o, D, k->co_w, D, k->co_b, xs, D, AST_GEMM_OUT_F32,
+                     AST_GEMM_EPI_BIAS, 1, s))
+        return -1;
+
+    // 4. FFN
+    if (ast_cuda_layernorm(K, D, xs, D, NULL, b->h, D, NULL, NULL, E4, E3, b->eps, s) ||
+        ast_gemm_run(g, K, b->Fd, D, b->h, D, k->f0_w, D, k->f0_b, b->ffn, b->Fd, OBF,
+                     AST_GEMM_EPI_GELU_BIAS, 0, s) ||
+        ast_gemm_run(g, K, D, b->Fd, b->ffn, b->Fd, k->f2_w, b->Fd, k->f2_b, b->tmp, D, OBF,
+                     AST_GEMM_EPI_BIAS, 0, s) ||
+        ast_cuda_residual(K, D, xs, D, xs, D, NULL, b->tmp, D, 0, E5, s))
+        return -1;
+    if (!st) return 0; // dense-only engine: x was updated in place
+
+    // 5. reuse the cache for the others, commit the computed rows
+    if (gather && ast_cuda_tw_reuse(N, D, b->flags, b->x, D, st->cache, D, b->p.tw.cache,
+                                    st->skip, s))
+        return -1;
+    return ast_cuda_tw_commit(K, D, sel, xs, D, b->x, D, st->cache, D, b->p.tw.cache, H, b->lse_h,
+                              st->lse, b->r, b->sk, st->refsketch, st->skip, s);
+}
+
+// Everything between the input copy and the output copy: the part a graph captures.
+static int forward_body(cuda_backend *b, int branch, int K) {
+    const ast_wan_config *c = &b->m->cfg;
+    const dev_weights *w = &b->w;
+    dev_branch *br = &b->br[branch];
+    const int N = b->N, D = b->D;
+    cudaStream_t s = b->s;
+    // patch embedding: x = patches·Wpᵀ + b (fp32 stream)
+    if (ast_cuda_patchify(b->lat_in, c->in_dim, b->p.frames, b->p.height, b->p.width, c->patch[0],
+                          c->patch[1], c->patch[2], b->h, b->P, s) ||
+        ast_gemm_run(b->gemm, N, D, b->P, b->h, b->P, w->patch_w, b->P, w->patch_b, b->x, D,
+                     AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 0, s))
+        return -1;
+    // time: e = W2·SiLU(W1·sin(t) + b1) + b2; e0 = Wp·SiLU(e) + bp; E = modulation + e0
+    if (ast_cuda_sinusoid(b->t, c->freq_dim, b->sinus, s) ||
+        ast_cuda_gemv_f32(D, c->freq_dim, w->time0_w, b->sinus, 0, w->time0_b, b->thid, s) ||
+        ast_cuda_gemv_f32(D, D, w->time2_w, b->thid, 1, w->time2_b, b->e, s) ||
+        ast_cuda_gemv_f32(6 * D, D, w->tproj_w, b->e, 1, w->tproj_b, b->e0, s) ||
+        ast_cuda_add_bcast(b->E, w->mod_all, (int64_t)b->layers * 6 * D, b->e0, 6 * D, s))
+        return -1;
+    for (int l = 0; l < b->layers; l++) {
+        if (block_forward(b, br, l, K)) {
+            ast_error_prefix("block %d of %d", l, b->layers);
+            return -1;
+        }
+    }
+    // head: LN(x)(1 + H1) + H0 with H = head.modulation + e; Linear; unpatchify
+    if (ast_cuda_add_bcast(b->hmod, w->head_mod, 2 * D, b->e, D, s) ||
+        ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, b->hmod + D, b->hmod, b->eps,
+                           s) ||
+        ast_gemm_run(b->gemm, N, b->Py, D, b->h, D, w->head_w, D, w->head_b, b->headout, b->Py,
+                     AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 0, s) ||
+        ast_cuda_unpatchify(b->headout, b->Py, c->out_dim, b->p.frames, b->p.height, b->p.width,
+                            c->patch[0], c->patch[1], c->patch[2], b->lat_out, s))
+        return -1;
+    return 0;
+}
+
+// Runs forward_body through the graph of (branch, K): eager the first time, captured the
+// second, replayed after. A capture that fails turns graphs off and runs eagerly.
+static int forward_graph(cuda_backend *b, int branch, int K) {
+    if (!b->graphs_on) return forward_body(b, branch, K);
+    graph_entry *ge = NULL;
+    for (int i = 0; i < b->n_graphs; i++)
+        if (b->graphs[i].branch == branch && b->graphs[i].K == K) ge = &b->graphs[i];
+    if (!ge) {
+        if (b->n_graphs < MAX_GRAPHS) {
+            ge = &b->graphs[b->n_graphs++];
+            ge->branch = branch;
+            ge->K = K;
+            ge->exec = NULL;
+        }
+        return forward_body(b, branch, K); // first sight (or no room): eager
+    }
+    if (!ge->exec) {
+        cudaGraph_t graph = NULL;
+        CUDA_TRY(cudaStreamBeginCapture(b->s, cudaStreamCaptureModeRelaxed));
+        int rc = forward_body(b, branch, K);
+        cudaError_t e = cudaStreamEndCapture(b->s, &graph);
+        if (rc == 0 && e == cudaSuccess)
+            e = cudaGraphInstantiateWithFlags(&ge->exec, graph, 0);
+        if (graph) cudaGraphDestroy(graph);
+        if (rc || e != cudaSuccess) {
+            // nothing ran while capturing: turn graphs off and run it for real
+            ge->exec = NULL;
+            cudaGetLastError();
+            b->graphs_on = 0;
+            ast_log(2, "CUDA graph capture failed (%s); running without graphs",
+                    rc ? ast_error_get() : cudaGetErrorString(e));
+            return forward_body(b, branch, K);
+        }
+    }
+    CUDA_TRY(cudaGraphLaunch(ge->exec, b->s));
+    return 0;
+}
+
+static int cuda_forward(void *impl, int branch, const float *xin, float t, float theta, int dense,
+                        float *out, ast_forward_info *info) {
+    cuda_backend *b = (cuda_backend *)impl;
+    const ast_wan_config *c = &b->m->cfg;
+    dev_branch *br = &b->br[branch];
+    const int N = b->N;
+    if (!br->has_context)
+        return ast_fail("internal: forward on CFG branch %d before its context was set", branch);
+    int K = N;
+    if (br->blocks && !dense && br->has_state) K = ast_budget_tokens(theta, N);
+    CUDA_TRY(cudaSetDevice(b->dev));
+    const size_t nin = (size_t)c->in_dim * b->p.frames * b->p.height * b->p.width;
+    const size_t nout = (size_t)c->out_dim * b->p.frames * b->p.height * b->p.width;
+    memcpy(b->pin_in, xin, sizeof(float) * nin);
+    *b->pin_t = t;
+    CUDA_TRY(cudaMemcpyAsync(b->lat_in, b->pin_in, sizeof(float) * nin, cudaMemcpyHostToDevice,
+                             b->s));
+    CUDA_TRY(cudaMemcpyAsync(b->t, b->pin_t, sizeof(float), cudaMemcpyHostToDevice, b->s));
+    if (forward_graph(b, branch, K)) {
+        ast_error_prefix("CUDA forward (branch %d, %d of %d tokens)", branch, K, N);
+        cudaStreamSynchronize(b->s);
+        return -1;
+    }
+    CUDA_TRY(cudaMemcpyAsync(b->pin_out, b->lat_out, sizeof(float) * nout, cudaMemcpyDeviceToHost,
+                             b->s));
+    CUDA_TRY(cudaStreamSynchronize(b->s));
+    memcpy(out, b->pin_out, sizeof(float) * nout);
+    if (br->blocks) br->has_state = 1;
+    if (info) {
+        info->tokens = N;
+        info->computed = K;
+    }
+    return 0;
+}
+
+static const ast_backend_vtable cuda_vtable = {cuda_set_context, cuda_reset, cuda_forward,
+                                               cuda_destroy, cuda_device_name};
+
 extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
                                        const ast_backend_vtable **vt) {
-    (void)m;
-    (void)p;
     *impl = NULL;
     *vt = NULL;
-    return ast_fail("the CUDA backend is not implemented yet; use --backend cpu");
+    const ast_wan_config *c = &m->cfg;
+    char reason[256];
+    int ndev = ast_cuda_device_count(reason, sizeof reason);
+    if (ndev <= 0) return ast_fail("%s; use --backend cpu", reason);
+    if (p->device < 0 || p->device >= ndev)
+        return ast_fail("CUDA device %d does not exist (%d visible); pick one in [0, %d)",
+                        p->device, ndev, ndev);
+    if (c->head_dim != 64 && c->head_dim != 128)
+        return ast_fail("the CUDA attention supports head_dim 64 or 128, this model has %d; use "
+                        "--backend cpu",
+                        c->head_dim);
+    if (c->dim % 8 || c->ffn_dim % 8 || c->text_dim % 8 || c->dim != c->num_heads * c->head_dim)
+        return ast_fail("the CUDA backend needs dim, ffn_dim and text_dim divisible by 8 and "
+                        "dim = heads x head_dim (got %d, %d, %d, %d x %d); use --backend cpu",
+                        c->dim, c->ffn_dim, c->text_dim, c->num_heads, c->head_dim);
+    if (c->freq_dim > 12288 || c->dim > 12288)
+        return ast_fail("the CUDA time embedding supports widths up to 12288 (dim %d, freq_dim "
+                        "%d); use --backend cpu",
+                        c->dim, c->freq_dim);
+    cuda_backend *b = (cuda_backend *)ast_calloc(1, sizeof *b, "the CUDA backend");
+    if (!b) return -1;
+    b->m = m;
+    b->p = *p;
+    b->dev = p->device;
+    b->gf = p->frames / c->patch[0];
+    b->gh = p->height / c->patch[1];
+    b->gw = p->width / c->patch[2];
+    b->N = b->gf * b->gh * b->gw;
+    b->D = c->dim;
+    b->H = c->num_heads;
+    b->hd = c->head_dim;
+    b->Fd = c->ffn_dim;
+    b->Lt = c->text_len;
+    b->P = c->in_dim * c->patch[0] * c->patch[1] * c->patch[2];
+    b->Py = c->out_dim * c->patch[0] * c->patch[1] * c->patch[2];
+    b->r = p->tw.sketch_dim > 0 ? p->tw.sketch_dim : 32;
+    b->layers = c->num_layers;
+    b->eps = c->eps;
+    b->scale = 1.0f / sqrtf((float)b->hd);
+    const char *ge = getenv("ASTRAEA_CUDA_GRAPHS");
+    b->graphs_on = !(ge && !strcmp(ge, "0"));
+
+    int rc = -1;
+    struct cudaDeviceProp prop;
+    cudaError_t e = cudaSetDevice(b->dev);
+    if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, b->dev);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        ast_fail("cannot start CUDA device %d: %s (%s)", b->dev, cudaGetErrorString(e),
+                 ast_cuda_hint(e));
+        goto fail;
+    }
+    snprintf(b->name, sizeof b->name, "%s (cuda:%d)", prop.name, b->dev);
+    b->w.blocks = (dev_block *)ast_calloc((size_t)b->layers, sizeof(dev_block), "weight table");
+    if (!b->w.blocks || ast_gemm_create(&b->gemm) || ast_uploader_create(&b->up, b->s)) goto fail;
+    if (p->tokenwise && ast_cuda_tw_create(&b->tw, b->N)) goto fail;
+    {
+        arena a = {NULL, 0};
+        layout_weights(b, &a); // count
+        if (ast_cuda_alloc(&b->warena, a.off, "the model weights (bf16)")) goto fail;
+        a.base = (char *)b->warena;
+        a.off = 0;
+        layout_weights(b, &a); // assign
+    }
+    if (upload_weights(b)) {
+        ast_error_prefix("loading the model onto %s", b->name);
+        goto fail;
+    }
+    if (alloc_scratch(b)) {
+        ast_error_prefix("allocating the working memory for %d tokens on %s", b->N, b->name);
+        goto fail;
+    }
+    rc = 0;
+fail:
+    if (rc) {
+        cuda_destroy(b);
+        return -1;
+    }
+    *impl = b;
+    *vt = &cuda_vtable;
+    return 0;
 }

@@ -262,12 +262,27 @@ static __global__ void __launch_bounds__(128)
     for (int i = 0; i < NV; i++) {
         const int c = t + i * T;
         if (c < nvec) {
-            const int e = c * 4;
-            const float o0 = ln_affine((v[i].x - mean) * rstd, e, w, b, scale, shift);
-            const float o1 = ln_affine((v[i].y - mean) * rstd, e + 1, w, b, scale, shift);
-            const float o2 = ln_affine((v[i].z - mean) * rstd, e + 2, w, b, scale, shift);
-            const float o3 = ln_affine((v[i].w - mean) * rstd, e + 3, w, b, scale, shift);
-            yr[c] = make_uint2(ast_pack2(o0, o1), ast_pack2(o2, o3));
+            float4 o = make_float4((v[i].x - mean) * rstd, (v[i].y - mean) * rstd,
+                                   (v[i].z - mean) * rstd, (v[i].w - mean) * rstd);
+            // the same order as ln_affine, on 16-byte parameter loads
+            if (w) {
+                const float4 a = __ldg(reinterpret_cast<const float4 *>(w) + c);
+                o = make_float4(o.x * a.x, o.y * a.y, o.z * a.z, o.w * a.w);
+            }
+            if (b) {
+                const float4 a = __ldg(reinterpret_cast<const float4 *>(b) + c);
+                o = make_float4(o.x + a.x, o.y + a.y, o.z + a.z, o.w + a.w);
+            }
+            if (scale) {
+                const float4 a = __ldg(reinterpret_cast<const float4 *>(scale) + c);
+                o = make_float4(o.x * (1.f + a.x), o.y * (1.f + a.y), o.z * (1.f + a.z),
+                                o.w * (1.f + a.w));
+            }
+            if (shift) {
+                const float4 a = __ldg(reinterpret_cast<const float4 *>(shift) + c);
+                o = make_float4(o.x + a.x, o.y + a.y, o.z + a.z, o.w + a.w);
+            }
+            yr[c] = make_uint2(ast_pack2(o.x, o.y), ast_pack2(o.z, o.w));
         }
     }
 }

@@ -155,9 +155,8 @@ static int cub_temp_bytes(int n, size_t *bytes) {
     CUDA_TRY(cub::DeviceRadixSort::SortPairsDescending((void *)NULL, a, (const float *)NULL,
                                                        (float *)NULL, (const int32_t *)NULL,
                                                        (int32_t *)NULL, n));
-    CUDA_TRY(cub::DeviceSelect::Flagged((void *)NULL, b, (const int32_t *)NULL,
-                                        (const uint8_t *)NULL, (int32_t *)NULL, (int *)NULL,
-                                        (int64_t)n));
+    CUDA_TRY(cub::DeviceSelect::Flagged((void *)NULL, b, (int32_t *)NULL, (uint8_t *)NULL,
+                                        (int32_t *)NULL, (int *)NULL, (int64_t)n));
     *bytes = a > b ? a : b;
     return 0;
 }

@@ -6,7 +6,7 @@
  * H*D columns of O was touched. Failures print the variant, the shape, the first bad (row, head)
  * and the numbers, so a run's output alone says where to look.
  *
- * Usage: test_gpu_attention [--bench] [--variant fa2|wgmma]
+ * Usage: test_gpu_attention [--bench] [--variant fa2|wgmma|wgmma_pp]
  * Exits 77 (skip) when built without CUDA or when there is no CUDA device; the argument checks,
  * which need no device, run first in the second case. */
 #include <stdint.h>
@@ -314,7 +314,7 @@ static int run_case(const char *variant, const attn_case *c, uint64_t seed) {
             }
         }
         const double rel_l2 = den > 0 ? sqrt(num / den) : INFINITY;
-        printf("  [%-5s] %-34s Lq=%5d Lk=%5d H=%2d D=%3d rows=%4d  relL2=%.2e maxabs=%.2e "
+        printf("  [%-8s] %-30s Lq=%5d Lk=%5d H=%2d D=%3d rows=%4d  relL2=%.2e maxabs=%.2e "
                "lse_maxerr=%.2e%s\n",
                variant, c->what, c->Lq, c->Lk, c->H, c->D, nrows, rel_l2, max_abs, max_lse_err,
                (rel_l2 <= 2e-2 && lse_bad == 0) ? "" : "  <-- FAIL");
@@ -420,7 +420,7 @@ static void bench(const char *const *variants, int nvar) {
     cudaGetDeviceProperties(&prop, 0);
     printf("\nbench on %s (%d SMs): warm-up 3, median of 10, FLOPs = 4*Lq*Lk*D*H\n", prop.name,
            prop.multiProcessorCount);
-    printf("  %-6s %6s %6s %3s %4s %10s %9s\n", "kernel", "Lq", "Lk", "H", "D", "ms", "TFLOP/s");
+    printf("  %-8s %6s %6s %3s %4s %10s %9s\n", "kernel", "Lq", "Lk", "H", "D", "ms", "TFLOP/s");
     for (int vi = 0; vi < nvar; vi++) {
         if (ast_cuda_attention_variant(variants[vi])) continue;
         for (int s = 0; s < nshape; s++) {
@@ -447,7 +447,7 @@ static void bench(const char *const *variants, int nvar) {
             qsort(ms, 10, sizeof(float), cmp_float);
             const double med = 0.5 * (ms[4] + ms[5]);
             const double tflops = 4.0 * Lq * (double)Lk * D * H / (med * 1e-3) / 1e12;
-            printf("  %-6s %6d %6d %3d %4d %10.3f %9.1f\n", variants[vi], Lq, Lk, H, D, med, tflops);
+            printf("  %-8s %6d %6d %3d %4d %10.3f %9.1f\n", variants[vi], Lq, Lk, H, D, med, tflops);
         }
     }
 out:
@@ -468,9 +468,12 @@ int main(int argc, char **argv) {
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--bench") == 0) do_bench = 1;
-        else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc) only = argv[++i];
+        else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc &&
+                 (strcmp(argv[i + 1], "fa2") == 0 || strcmp(argv[i + 1], "wgmma") == 0 ||
+                  strcmp(argv[i + 1], "wgmma_pp") == 0))
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--bench] [--variant fa2|wgmma]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--bench] [--variant fa2|wgmma|wgmma_pp]\n", argv[0]);
             return 2;
         }
     }
@@ -493,18 +496,19 @@ int main(int argc, char **argv) {
     printf("%s: device 0: %s, sm_%d%d, %d SMs\n", NAME, prop.name, prop.major, prop.minor,
            prop.multiProcessorCount);
 
-    const char *variants[2];
+    /* "wgmma_pp" is the experimental ping-pong schedule of the wgmma kernel (attention.cu) */
+    static const char *const all_variants[] = {"fa2", "wgmma", "wgmma_pp"};
+    const char *variants[3];
     int nvar = 0;
-    if (!only || strcmp(only, "fa2") == 0) variants[nvar++] = "fa2";
-    if (!only || strcmp(only, "wgmma") == 0) {
-        char why[256] = "";
-        if (ast_cuda_attention_wgmma_available(why, sizeof why)) {
-            variants[nvar++] = "wgmma";
-        } else if (prop.major == 9 && prop.minor == 0) {
-            CHECK(0, "sm_90 device but the wgmma kernel is unavailable: %s", why);
-        } else {
-            printf("%s: wgmma variant skipped: %s\n", NAME, why);
-        }
+    char why[256] = "";
+    const int wgmma_ok = ast_cuda_attention_wgmma_available(why, sizeof why);
+    for (int i = 0; i < 3; i++) {
+        if (only && strcmp(only, all_variants[i]) != 0) continue;
+        if (i == 0 || wgmma_ok) variants[nvar++] = all_variants[i];
+        else if (prop.major == 9 && prop.minor == 0)
+            CHECK(0, "sm_90 device but the %s kernel is unavailable: %s", all_variants[i], why);
+        else
+            printf("%s: variant %s skipped: %s\n", NAME, all_variants[i], why);
     }
 
     static const attn_case cases[] = {
