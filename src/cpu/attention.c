@@ -5,8 +5,8 @@
  * m and sum l of the scores and an unnormalised output, and walks the keys in blocks of
  * BK = 96. Both products are the GEMM micro-kernel (simd.h) in a transposed form that needs no
  * packing of K or V:
- *     Sᵀ[BK][BQ]  = K_blk · (c·Q_blk)ᵀ        A = K rows (broadcast), B = packed (c·Q)ᵀ
- *     Oᵀ[D][BQ]  += V_blkᵀ · Pᵀ               A = Vᵀ (broadcast from V rows), B = Pᵀ as is
+ *     Sᵀ[BK][BQ]  = K_blk · (c·Q_blk)ᵀ     A = K rows (broadcast), B = packed (c·Q)ᵀ
+ *     Oᵀ[D][BQ]  += V_blkᵀ · Pᵀ            A = Vᵀ (broadcast from V rows), B = Pᵀ as is
  * so only Q is packed, once per task, pre-multiplied by c = scale·log2(e): the scores come out
  * in log2 units and the softmax uses exp2. With queries along the vector lanes, the per-query
  * max, sum and rescale of the online softmax are plain lane-wise vector ops (softmax_step).

@@ -13,7 +13,7 @@
 #include "cpu_ops.h"
 #include "simd.h"
 
-#define OPS_PARALLEL_MIN_ELEMS (1 << 15) /* below this, a parallel region costs more than it saves */
+#define OPS_PARALLEL_MIN_ELEMS (1 << 15) /* below this a parallel region costs more than it saves */
 
 /* sum_i (x[i] - mu)^2 (mu = 0: sum of squares) or sum_i x[i] (square = 0), fp32, 8 partials. */
 static float row_sum(const float *x, int n, float mu, int square) {
@@ -85,8 +85,8 @@ void ast_cpu_silu(float *x, int64_t n) { act_apply(x, n, ast_cpu_simd_get()->sil
 
 /* ---- RoPE ------------------------------------------------------------------------------ */
 
-/* Pairs per axis for head dim d (wan21.md §1.3 item 4): d_h = d_w = 2·⌊d/6⌋, d_t = d − 2·d_h;
- * the t axis takes the first d_t/2 pairs, then h, then w. */
+/* Pairs per axis for head dim d (wan21.md §1.3 item 4): d_h = d_w = 2·⌊d/6⌋,
+ * d_t = d − 2·d_h; the t axis takes the first d_t/2 pairs, then h, then w. */
 static void rope_axis_pairs(int d, int *nt, int *nh) {
     *nh = d / 6;
     *nt = d / 2 - 2 * *nh;

@@ -21,21 +21,28 @@
 /* ---- portable copy: 4-lane vectors (SSE2 on x86-64, NEON elsewhere), 2 rows per pass ------- */
 typedef float ast_v4f __attribute__((vector_size(16)));
 typedef int32_t ast_v4i __attribute__((vector_size(16)));
+typedef uint16_t ast_v4h __attribute__((vector_size(8)));
 #define SFX _generic
 #define SIMD_NAME "generic"
 #define VW 4
 #define VF ast_v4f
 #define VI ast_v4i
+#define VH ast_v4h
 #define KR 2
 #define VSPLAT(s) {s, s, s, s}
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define ATTR
+#if defined(__SSE__) /* always on x86-64 */
+#define VMAXB(a, b) ((ast_v4f)_mm_max_ps((__m128)(a), (__m128)(b)))
+#define VMINB(a, b) ((ast_v4f)_mm_min_ps((__m128)(a), (__m128)(b)))
+#endif
 #include "simd_tmpl.c"
 #undef SFX
 #undef SIMD_NAME
 #undef VW
 #undef VF
 #undef VI
+#undef VH
 #undef KR
 #undef VSPLAT
 #undef VFMA
@@ -45,21 +52,26 @@ typedef int32_t ast_v4i __attribute__((vector_size(16)));
 #if AST_SIMD_X86
 typedef float ast_v8f __attribute__((vector_size(32)));
 typedef int32_t ast_v8i __attribute__((vector_size(32)));
+typedef uint16_t ast_v8h __attribute__((vector_size(16)));
 #define SFX _avx2
 #define SIMD_NAME "avx2"
 #define VW 8
 #define VF ast_v8f
 #define VI ast_v8i
+#define VH ast_v8h
 #define KR 6
 #define VSPLAT(s) {s, s, s, s, s, s, s, s}
 #define VFMA(a, b, c) ((ast_v8f)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
 #define ATTR __attribute__((target("avx2,fma")))
+#define VMAXB(a, b) ((ast_v8f)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define VMINB(a, b) ((ast_v8f)_mm256_min_ps((__m256)(a), (__m256)(b)))
 #include "simd_tmpl.c"
 #undef SFX
 #undef SIMD_NAME
 #undef VW
 #undef VF
 #undef VI
+#undef VH
 #undef KR
 #undef VSPLAT
 #undef VFMA

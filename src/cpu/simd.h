@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tensor.h"
+
 /* Micro-kernel tile: up to MR rows x exactly NR columns of C held in registers. A packed
  * panel of B is NR floats per k (row stride NR). */
 #define AST_UK_MR 6
@@ -28,6 +30,13 @@ typedef struct {
      * s[r][c] = 2^(s[r][c] - m'[c]); l[c] = alpha·l[c] + sum_r s[r][c]; o[i][c] *= alpha for
      * i < d rows of o[d][bq]; m = m'. A NaN score propagates into l and o. */
     void (*softmax_step)(int bk, int bq, float *s, float *m, float *l, float *o, int d);
+    /* dst[0, n) = fp32 of n elements of dtype dt (F32/BF16/F16) at src (any alignment); exact. */
+    void (*to_f32)(float *dst, const void *src, int dt, ptrdiff_t n);
+    /* panel[k*16 + j] = src[j*lds + k] for j < 16, k < kc (packing transpose). */
+    void (*pack16)(float *panel, const float *src, ptrdiff_t lds, int kc);
+    /* out[i] = sum_k x[i*ldx + k]·w[k] for i < m, k < n (fp32 accumulation): small-M GEMM. */
+    void (*dot_rows)(int m, ptrdiff_t n, const float *x, ptrdiff_t ldx, const float *w,
+                     float *out);
 } ast_cpu_simd;
 
 /* The table in use (AVX2 when the CPU has AVX2+FMA, unless ast_cpu_simd_select chose

@@ -1,11 +1,13 @@
 /* simd_tmpl.c — the body of the vectorised building blocks (simd.h), included twice by simd.c.
  * Not compiled on its own. The includer defines:
  *   SFX            name suffix (_avx2, _generic)          ATTR  attributes for every function
- *   VF, VI         float / int32 vector types of VW lanes  VW    lanes per vector (8, 4)
+ *   VF, VI, VH     float / int32 / uint16 vector types of VW lanes
+ *   VW             lanes per vector (8, 4)
  *   KR             rows of C per register pass (6 for 16 ymm registers, 2 for 16 xmm)
  *   SIMD_NAME      the table's name string
  *   VSPLAT(s)      brace initialiser repeating s VW times
  *   VFMA(a, b, c)  a*b + c (fused where the ISA has it)
+ *   VMAXB, VMINB   optional: lane-wise max/min with x86 MAXPS/MINPS NaN semantics (see below)
  * Everything is plain GCC vector-extension code except VFMA, so the two copies cannot drift. */
 
 #define TCAT2(a, b) a##b
@@ -31,17 +33,23 @@ ATTR static inline VF FN(vsel)(VI mask, VF a, VF b) {
     return (VF)(((VI)a & mask) | ((VI)b & ~mask));
 }
 
+/* x86 MAXPS/MINPS semantics: a > b ? a : b (a < b ? a : b); b when either is NaN. One
+ * instruction where the includer maps them to intrinsics, a compare and a select otherwise. */
+#ifndef VMAXB
+#define VMAXB(a, b) FN(vsel)((a) > (b), (a), (b))
+#define VMINB(a, b) FN(vsel)((a) < (b), (a), (b))
+#endif
+
 /* max(a, b) that keeps a when b is NaN (so a running max never becomes NaN by itself; the NaN
  * still reaches the sums through exp2). */
-ATTR static inline VF FN(vmax)(VF a, VF b) { return FN(vsel)(b > a, b, a); }
+ATTR static inline VF FN(vmax)(VF a, VF b) { return VMAXB(b, a); }
 
 /* 2^x, relative error < 2e-7 for x in [-126, 126]; clamped outside (so 2^(-inf) ~ 1e-38 and
  * 2^(+inf) ~ 8e37, both harmless where it is used); NaN in, NaN out. Round-to-nearest by the
  * 1.5·2^23 trick, then Cephes' exp2f polynomial on [-0.5, 0.5]. */
 ATTR static inline VF FN(vexp2)(VF x) {
     const VF lo = FN(vsplat)(-126.0f), hi = FN(vsplat)(126.0f), magic = FN(vsplat)(12582912.0f);
-    x = FN(vsel)(x < lo, lo, x); /* comparisons with NaN are false: NaN passes through */
-    x = FN(vsel)(x > hi, hi, x);
+    x = VMINB(hi, VMAXB(lo, x)); /* NaN passes through (it is the second operand) */
     VF t = x + magic;
     VF n = t - magic;
     VF f = x - n;
@@ -158,10 +166,134 @@ ATTR static void FN(softmax_step)(int bk, int bq, float *s, float *m, float *l, 
     }
 }
 
+/* IEEE half bits (in the low 16 bits of each lane) to fp32, exact for every input: integer
+ * rebias for normals, exponent 255 for Inf/NaN, and for zero/subnormals an exact subtraction of
+ * normal floats (no subnormal arithmetic, so it holds under flush-to-zero too). */
+ATTR static inline VF FN(half_to_f32)(VI h) {
+    const VI em = h & 0x7fff;
+    VI o = em << 13;
+    const VI expo = o & (0x7c00 << 13);
+    o += (127 - 15) << 23;
+    o += (expo == (0x7c00 << 13)) & ((128 - 16) << 23);                  /* Inf/NaN */
+    VF sub = (VF)(o + (1 << 23)) - (VF)FN(visplat)(113 << 23);          /* m·2^-24 */
+    VI small = expo == 0;
+    o = (small & (VI)sub) | (~small & o);
+    return (VF)(o | ((h & 0x8000) << 16));
+}
+
+ATTR static void FN(to_f32)(float *dst, const void *src, int dt, ptrdiff_t n) {
+    const unsigned char *p = (const unsigned char *)src;
+    if (dt == AST_DT_F32) {
+        memcpy(dst, p, (size_t)n * sizeof(float));
+        return;
+    }
+    ptrdiff_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        VH hv;
+        memcpy(&hv, p + 2 * i, sizeof hv);
+        VI h = __builtin_convertvector(hv, VI);
+        FN(vstore)(dst + i, dt == AST_DT_BF16 ? (VF)(h << 16) : FN(half_to_f32)(h));
+    }
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        dst[i] = dt == AST_DT_BF16 ? ast_bf16_to_f32(h) : ast_f16_to_f32(h);
+    }
+}
+
+/* panel[k][j] = src[j*lds + k] for j < 16, k < kc: the transpose that packs 16 converted W
+ * rows into a GEMM panel, by 8x8 (AVX) or 4x4 (SSE) register transposes. */
+ATTR static void FN(pack16)(float *panel, const float *src, ptrdiff_t lds, int kc) {
+    int k = 0;
+#if VW == 8
+    for (; k + 8 <= kc; k += 8)
+        for (int j0 = 0; j0 < AST_UK_NR; j0 += 8) {
+            const float *p = src + j0 * lds + k;
+            __m256 r0 = _mm256_loadu_ps(p), r1 = _mm256_loadu_ps(p + lds);
+            __m256 r2 = _mm256_loadu_ps(p + 2 * lds), r3 = _mm256_loadu_ps(p + 3 * lds);
+            __m256 r4 = _mm256_loadu_ps(p + 4 * lds), r5 = _mm256_loadu_ps(p + 5 * lds);
+            __m256 r6 = _mm256_loadu_ps(p + 6 * lds), r7 = _mm256_loadu_ps(p + 7 * lds);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *q = panel + k * AST_UK_NR + j0;
+            _mm256_storeu_ps(q + 0 * AST_UK_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(q + 1 * AST_UK_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(q + 2 * AST_UK_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(q + 3 * AST_UK_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(q + 4 * AST_UK_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(q + 5 * AST_UK_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(q + 6 * AST_UK_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(q + 7 * AST_UK_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+#elif defined(__SSE__)
+    for (; k + 4 <= kc; k += 4)
+        for (int j0 = 0; j0 < AST_UK_NR; j0 += 4) {
+            const float *p = src + j0 * lds + k;
+            __m128 r0 = _mm_loadu_ps(p), r1 = _mm_loadu_ps(p + lds);
+            __m128 r2 = _mm_loadu_ps(p + 2 * lds), r3 = _mm_loadu_ps(p + 3 * lds);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            float *q = panel + k * AST_UK_NR + j0;
+            _mm_storeu_ps(q, r0);
+            _mm_storeu_ps(q + AST_UK_NR, r1);
+            _mm_storeu_ps(q + 2 * AST_UK_NR, r2);
+            _mm_storeu_ps(q + 3 * AST_UK_NR, r3);
+        }
+#endif
+    for (; k < kc; k++)
+        for (int j = 0; j < AST_UK_NR; j++) panel[k * AST_UK_NR + j] = src[j * lds + k];
+}
+
+/* R (compile-time, <= 4) rows: out[r] = sum_k x[r*ldx + k]·w[k], two accumulators per row. */
+ATTR static inline __attribute__((always_inline)) void FN(dot_r)(const int R, ptrdiff_t n,
+                                                                 const float *x, ptrdiff_t ldx,
+                                                                 const float *w, float *out) {
+    VF acc[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = FN(vsplat)(0.0f);
+    ptrdiff_t k = 0;
+    for (; k + 2 * VW <= n; k += 2 * VW) {
+        VF w0 = FN(vload)(w + k), w1 = FN(vload)(w + k + VW);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            acc[r][0] = VFMA(FN(vload)(x + r * ldx + k), w0, acc[r][0]);
+            acc[r][1] = VFMA(FN(vload)(x + r * ldx + k + VW), w1, acc[r][1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        VF sv = acc[r][0] + acc[r][1];
+        float t = 0.0f;
+        for (int i = 0; i < VW; i++) t += sv[i];
+        for (ptrdiff_t kk = k; kk < n; kk++) t += x[r * ldx + kk] * w[kk];
+        out[r] = t;
+    }
+}
+
+ATTR static void FN(dot_rows)(int m, ptrdiff_t n, const float *x, ptrdiff_t ldx, const float *w,
+                              float *out) {
+    for (; m > 0; m -= 4, x += 4 * ldx, out += 4) {
+        switch (m < 4 ? m : 4) {
+        case 1: FN(dot_r)(1, n, x, ldx, w, out); break;
+        case 2: FN(dot_r)(2, n, x, ldx, w, out); break;
+        case 3: FN(dot_r)(3, n, x, ldx, w, out); break;
+        default: FN(dot_r)(4, n, x, ldx, w, out); break;
+        }
+    }
+}
+
 static const ast_cpu_simd FN(table) = {
-    SIMD_NAME, FN(ukernel), FN(gelu_tanh), FN(silu), FN(softmax_step),
+    SIMD_NAME, FN(ukernel), FN(gelu_tanh), FN(silu), FN(softmax_step), FN(to_f32), FN(pack16),
+    FN(dot_rows),
 };
 
 #undef FN
 #undef TCAT
 #undef TCAT2
+#undef VMAXB
+#undef VMINB
