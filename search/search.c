@@ -702,9 +702,6 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
                 c.per_prompt_json = same->per_prompt_json ? ast_strdup(same->per_prompt_json) : NULL;
                 c.reused_from = same->id;
             } else {
-                char what[96];
-                snprintf(what, sizeof what, "generation %d, candidate %d/%d", gen, i + 1, n_new);
-                x->prog.what = what;
                 if (evaluate(x, c.genome, &c) != 0) goto done;
             }
             int ins = ast_store_cand_insert(x->s, &c);
@@ -716,7 +713,10 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
                 x->eval_s_now += c.eval_seconds;
             }
             update_best(x);
-            report(x, AST_PHASE_EVALUATE, x->prog.what);
+            char what[96];
+            snprintf(what, sizeof what, "generation %d, candidate %d/%d", gen, i + 1, n_new);
+            report(x, AST_PHASE_EVALUATE, what);
+            x->prog.what = NULL;
             if (stop_requested(x)) {
                 rc = 1;
                 goto done;
