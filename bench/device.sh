@@ -40,9 +40,11 @@ for phase in "$@"; do
         grep -E "^ *[0-9]+/[0-9]+ " "$OUT/testgpu.log"
         grep -E "FAIL|rel L2|max abs|TFLOP" "$OUT/testgpu.log" | head -60;;
     sanitize)
-        for t in $B/tests/test_gpu_*; do
-            compute-sanitizer --tool memcheck --error-exitcode 9 "$t" >"$OUT/sanitize-$(basename $t).log" 2>&1
-            echo "compute-sanitizer $(basename $t): exit $? $(grep -E 'ERROR SUMMARY' "$OUT/sanitize-$(basename $t).log")"
+        export AST_FIXTURES=$PWD/tests/fixtures
+        for t in ${SANITIZE_TESTS:-test_gpu_forward test_gpu_ops}; do
+            timeout ${SANITIZE_TIMEOUT:-150} compute-sanitizer --tool memcheck --error-exitcode 9 $B/tests/$t \
+                >"$OUT/sanitize-$t.log" 2>&1
+            echo "compute-sanitizer memcheck $t: exit $? $(grep -E 'ERROR SUMMARY' "$OUT/sanitize-$t.log")"
         done;;
     train)
         (PYTHONUNBUFFERED=1 python3 models/wan-mini/train/train.py --minutes "${TRAIN_MINUTES:-6}" \
@@ -60,7 +62,11 @@ for phase in "$@"; do
         ./$B/astraea-bench --frames 33,81 --thetas 1,0.7,0.5,0.4,0.3,0.2 --peer "$OUT/peer.json" \
             --dense-json "$OUT/dense_forward.json" --budget-json "$OUT/token_budget.json" 2>&1 | tee "$OUT/bench.log";;
     attn)
-        ninja -C $B tests/test_gpu_attention >/dev/null && ./$B/tests/test_gpu_attention --bench 2>&1 | tee "$OUT/attn.log" | tail -40;;
+        ninja -C $B tests/test_gpu_attention >/dev/null
+        for v in ${ATTN_VARIANTS:-wgmma_pp}; do
+            timeout 120 ./$B/tests/test_gpu_attention --variant $v 2>&1 | tail -3
+        done
+        timeout 300 ./$B/tests/test_gpu_attention --bench 2>&1 | tee "$OUT/attn.log" | grep -E "TFLOP|^  (fa2|wgmma)";;
     wait)
         [ -n "$train_pid" ] && wait $train_pid; tail -5 "$OUT/train.log";;
     tidy)  # at most 8 files come back: drop what is not needed
