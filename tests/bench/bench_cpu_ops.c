@@ -4,7 +4,7 @@
  * GFLOP/s (GEMM, attention) or GB/s (memory-bound ops). The header stamps commit, CPU, threads,
  * SIMD path, date and the exact command (style.md habit 6). CPU timings are noisy: compare
  * ratios within one run. The "forward" section adds up the operator calls of one wan-mini
- * forward (512 tokens, dim 128, ffn 512, 4 layers, 2 heads of 64, 512 text tokens).
+ * forward (512 tokens, dim 128, ffn 512, 4 layers, 2 heads of 64, 16 text tokens).
  *
  *   bench_cpu_ops [--reps N] [--simd auto|avx2|generic] [--only gemm|attention|ops|forward] */
 #include <math.h>
@@ -164,64 +164,81 @@ static void run_rows(void *p) {
     }
 }
 
-static void bench_rows(const char *name, int op, int L, int C) {
-    row_ctx c = {L, C, op, rnd((int64_t)L * C, 10), rnd((int64_t)L * C, 11), rnd(C, 12), rnd(C, 13),
-                 {0}};
-    if (op == 4 && ast_rope_table_init(&c.rope, 64) != 0) {
-        fprintf(stderr, "bench_cpu_ops: error: %s\n", ast_error_get());
-        exit(AST_EXIT_FAIL);
-    }
-    double med, best;
-    time_it(run_rows, &c, &med, &best);
-    char shape[96];
-    snprintf(shape, sizeof shape, "L=%d C=%d", L, C);
-    report(name, shape, med, best, 0, 2.0 * L * C * sizeof(float)); /* read + write */
-    ast_rope_table_free(&c.rope);
-    ast_free_aligned(c.x), ast_free_aligned(c.y), ast_free_aligned(c.w), ast_free_aligned(c.b);
-}
-
 /* ---- one wan-mini forward, as the operator calls it makes (wan21.md §1.4) ------------------ */
 
 typedef struct {
-    gemm_ctx proj, ffn1, ffn2;
+    gemm_ctx proj, ctx_proj, ffn1, ffn2;
     att_ctx self, cross;
-    row_ctx ln;
+    row_ctx ln, rms, rope;
 } fwd_ctx;
 
 static void run_forward(void *p) {
     fwd_ctx *f = p;
     for (int layer = 0; layer < 4; layer++) {
-        run_rows(&f->ln);                                     /* LN1 + modulation */
-        for (int i = 0; i < 3; i++) run_gemm(&f->proj);       /* self q, k, v */
+        run_rows(&f->ln);                               /* LN1 + modulation */
+        for (int i = 0; i < 3; i++) run_gemm(&f->proj); /* self q, k, v */
+        for (int i = 0; i < 2; i++) run_rows(&f->rms);  /* RMSNorm q, k */
+        for (int i = 0; i < 2; i++) run_rows(&f->rope); /* RoPE q, k */
         run_att(&f->self);
-        run_gemm(&f->proj);                                   /* self o */
-        run_rows(&f->ln);                                     /* LN3 */
-        for (int i = 0; i < 4; i++) run_gemm(&f->proj);       /* cross q, k, v (512 text), o */
+        run_gemm(&f->proj);                             /* self o */
+        run_rows(&f->ln);                               /* LN3 */
+        run_gemm(&f->proj);                             /* cross q */
+        run_rows(&f->rms);
+        for (int i = 0; i < 2; i++) run_gemm(&f->ctx_proj); /* cross k, v of the 16 text rows */
         run_att(&f->cross);
-        run_rows(&f->ln);                                     /* LN2 + modulation */
-        run_gemm(&f->ffn1);                                   /* + GELU */
+        run_gemm(&f->proj);                             /* cross o */
+        run_rows(&f->ln);                               /* LN2 + modulation */
+        run_gemm(&f->ffn1);                             /* + GELU */
         run_gemm(&f->ffn2);
     }
 }
 
+static row_ctx rows_init(int op, int L, int C, uint64_t seed) {
+    row_ctx c = {L, C, op, rnd((int64_t)L * C, seed), rnd((int64_t)L * C, seed + 1),
+                 rnd(C, seed + 2), rnd(C, seed + 3), {0}};
+    if (op == 4 && ast_rope_table_init(&c.rope, 64) != 0) {
+        fprintf(stderr, "bench_cpu_ops: error: %s\n", ast_error_get());
+        exit(AST_EXIT_FAIL);
+    }
+    return c;
+}
+
+static void rows_free(row_ctx *c) {
+    ast_rope_table_free(&c->rope);
+    ast_free_aligned(c->x), ast_free_aligned(c->y), ast_free_aligned(c->w), ast_free_aligned(c->b);
+}
+
+/* wan-mini (models/wan-mini/config.json): 512 tokens, dim 128, ffn 512, 4 layers, 2 heads of
+ * 64, 16 text tokens. Counted FLOP: GEMMs and attention only (~1.5 GFLOP). */
 static void bench_forward(void) {
     fwd_ctx f;
     gemm_init(&f.proj, 512, 128, 128, AST_DT_F32, AST_EPI_NONE);
+    gemm_init(&f.ctx_proj, 16, 128, 128, AST_DT_F32, AST_EPI_NONE);
     gemm_init(&f.ffn1, 512, 512, 128, AST_DT_F32, AST_EPI_GELU_TANH);
     gemm_init(&f.ffn2, 512, 128, 512, AST_DT_F32, AST_EPI_NONE);
     att_init(&f.self, 512, 512, 2, 64);
-    att_init(&f.cross, 512, 512, 2, 64);
-    f.ln = (row_ctx){512, 128, 0, rnd(512 * 128, 14), rnd(512 * 128, 15), rnd(128, 16),
-                     rnd(128, 17), {0}};
-    double flop = 4 * (8 * 2.0 * 512 * 128 * 128 + 2 * 2.0 * 512 * 512 * 128 +
-                       2 * 4.0 * 512 * 512 * 128);
+    att_init(&f.cross, 512, 16, 2, 64);
+    f.ln = rows_init(0, 512, 128, 14);
+    f.rms = rows_init(1, 512, 128, 18);
+    f.rope = rows_init(4, 512, 128, 22);
+    double gemm = 6 * 2.0 * 512 * 128 * 128 + 2 * 2.0 * 16 * 128 * 128 + 2 * 2.0 * 512 * 512 * 128;
+    double att = 4.0 * 512 * 512 * 128 + 4.0 * 512 * 16 * 128;
     double med, best;
     time_it(run_forward, &f, &med, &best);
-    report("forward", "wan-mini, 4 layers (ops only)", med, best, flop, 0);
-    gemm_free(&f.proj), gemm_free(&f.ffn1), gemm_free(&f.ffn2);
+    report("forward", "wan-mini, 4 layers (operators only)", med, best, 4 * (gemm + att), 0);
+    gemm_free(&f.proj), gemm_free(&f.ctx_proj), gemm_free(&f.ffn1), gemm_free(&f.ffn2);
     att_free(&f.self), att_free(&f.cross);
-    ast_free_aligned(f.ln.x), ast_free_aligned(f.ln.y);
-    ast_free_aligned(f.ln.w), ast_free_aligned(f.ln.b);
+    rows_free(&f.ln), rows_free(&f.rms), rows_free(&f.rope);
+}
+
+static void bench_rows(const char *name, int op, int L, int C) {
+    row_ctx c = rows_init(op, L, C, 10);
+    double med, best;
+    time_it(run_rows, &c, &med, &best);
+    char shape[96];
+    snprintf(shape, sizeof shape, "L=%d C=%d", L, C);
+    report(name, shape, med, best, 0, 2.0 * L * C * sizeof(float)); /* read + write */
+    rows_free(&c);
 }
 
 static void cpu_model(char *buf, size_t len) {
