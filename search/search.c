@@ -1065,6 +1065,102 @@ out:
     return rc;
 }
 
+/* ---- --validate ------------------------------------------------------------------------------ */
+
+static void quality_mean(const ast_quality *q, int n, ast_quality *m) {
+    m->mse = m->psnr = m->ssim = 0;
+    for (int i = 0; i < n; i++) {
+        m->mse += q[i].mse / n;
+        m->psnr += q[i].psnr / n;
+        m->ssim += q[i].ssim / n;
+    }
+}
+
+int ast_search_validate(const ast_search_config *given, const ast_profile *p, ast_validation *v) {
+    memset(v, 0, sizeof *v);
+    ast_search_config c = *given;
+    str_list prompts = {0};
+    ast_evaluator *ev = NULL;
+    float *dense = NULL, *out = NULL, *uniform = NULL;
+    int rc = -1;
+    if (c.prompts || c.prompts_file) {
+        if (resolve_prompts(&c, &prompts) != 0) return -1;
+    } else { /* the built-in prompts after the ones a default search calibrates on */
+        for (int i = 4; i < N_BUILTIN_PROMPTS; i++)
+            if (str_list_add(&prompts, builtin_prompts[i], strlen(builtin_prompts[i])) != 0) goto out;
+    }
+    while (prompts.n > AST_VALIDATE_MAX_PROMPTS) free(prompts.v[--prompts.n]);
+    c.prompts = (const char *const *)prompts.v;
+    c.prompts_count = prompts.n;
+    c.n_prompts = 0;
+    c.steps = p->steps;
+    if (p->pixel_frames > 0) {
+        c.frames = p->pixel_frames;
+        c.height = p->pixel_height;
+        c.width = p->pixel_width;
+    }
+    if (p->sampler[0]) c.sampler = p->sampler;
+    if (!isnan(p->shift)) c.shift = p->shift;
+    if (!isnan(p->guidance)) c.guidance = p->guidance;
+    if (p->has_tokenwise) {
+        c.w_alpha = p->tokenwise.w_alpha;
+        c.w_beta = p->tokenwise.w_beta;
+        c.cache = p->tokenwise.cache == AST_CACHE_OUTPUT ? "output" : "residual";
+    }
+    if (make_evaluator(&c, &ev) != 0) goto out;
+    if (ast_profile_check_compatible(p, ev->model_id, ev->checkpoint_hash, ev->frames, ev->height,
+                                     ev->width, ev->steps) != 0)
+        goto out;
+    snprintf(v->device, sizeof v->device, "%s", ev->device);
+    int64_t n = (int64_t)ev->channels * ev->frames * ev->height * ev->width;
+    dense = ast_malloc(sizeof(float) * (size_t)n, "a latent");
+    out = ast_malloc(sizeof(float) * (size_t)n, "a latent");
+    uniform = ast_malloc(sizeof(float) * (size_t)p->steps, "uniform budgets");
+    if (!dense || !out || !uniform) goto out;
+    double sum = 0;
+    for (int t = 1; t < p->steps; t++) sum += p->budgets[t];
+    v->theta_uniform = p->steps > 1 ? sum / (p->steps - 1) : 1;
+    uniform[0] = 1;
+    for (int t = 1; t < p->steps; t++) uniform[t] = (float)v->theta_uniform;
+    v->n_prompts = ev->n_prompts;
+    for (int i = 0; i < ev->n_prompts; i++) {
+        double sec;
+        if (ev->generate(ev->user, i, NULL, dense, &sec) != 0 ||
+            ev->generate(ev->user, i, p->budgets, out, &sec) != 0 ||
+            ast_quality_compare(out, dense, ev->channels, ev->frames, ev->height, ev->width,
+                                &v->profile[i]) < 0 ||
+            ev->generate(ev->user, i, uniform, out, &sec) != 0 ||
+            ast_quality_compare(out, dense, ev->channels, ev->frames, ev->height, ev->width,
+                                &v->uniform[i]) < 0) {
+            ast_error_prefix("validation prompt %d", i + 1);
+            goto out;
+        }
+        v->wins += v->profile[i].psnr > v->uniform[i].psnr;
+    }
+    quality_mean(v->profile, v->n_prompts, &v->profile_mean);
+    quality_mean(v->uniform, v->n_prompts, &v->uniform_mean);
+    int reps = c.measure_repeats < 1 ? 1 : c.measure_repeats > 51 ? 51 : c.measure_repeats;
+    double td[51], tp[51], tu[51];
+    for (int r = 0; r < reps; r++)
+        if (ev->generate(ev->user, 0, NULL, out, &td[r]) != 0 ||
+            ev->generate(ev->user, 0, p->budgets, out, &tp[r]) != 0 ||
+            ev->generate(ev->user, 0, uniform, out, &tu[r]) != 0)
+            goto out;
+    v->dense_s = ast_median(td, reps);
+    v->profile_s = ast_median(tp, reps);
+    v->uniform_s = ast_median(tu, reps);
+    v->profile_speedup = v->dense_s / v->profile_s;
+    v->uniform_speedup = v->dense_s / v->uniform_s;
+    rc = 0;
+out:
+    free(dense);
+    free(out);
+    free(uniform);
+    ast_evaluator_free(ev);
+    str_list_free(&prompts);
+    return rc;
+}
+
 /* ---- reading results ------------------------------------------------------------------------ */
 
 int ast_search_run_levels(const ast_run_info *r, int *levels) {

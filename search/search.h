@@ -157,6 +157,26 @@ typedef struct {
 /* --dry-run: what the search would cost, without writing to the DB. */
 int ast_search_estimate_cost(const ast_search_config *c, ast_search_estimate *est);
 
+/* ---- --validate: a profile against a uniform budget on held-out prompts ------------------- */
+#define AST_VALIDATE_MAX_PROMPTS 64
+typedef struct {
+    int n_prompts;
+    double theta_uniform;         /* the uniform budget with the profile's predicted time (the
+                                     same Σθ over the free steps: time is affine in it) */
+    ast_quality profile[AST_VALIDATE_MAX_PROMPTS], uniform[AST_VALIDATE_MAX_PROMPTS];
+    ast_quality profile_mean, uniform_mean;
+    int wins;                     /* prompts where the profile's PSNR beats the uniform's */
+    double dense_s, profile_s, uniform_s; /* median seconds of a whole generation (prompt 0) */
+    double profile_speedup, uniform_speedup; /* measured, vs dense */
+    char device[128];
+} ast_validation;
+
+/* Generates each prompt dense, with the profile, and with the uniform budget of the same
+ * predicted time; compares both to dense and times all three for real. The model, backend and
+ * prompts come from c (--prompts, else the built-in wan-mini prompts the default search does not
+ * use); steps, shape, sampler, shift and guidance from the profile, which must be compatible. */
+int ast_search_validate(const ast_search_config *c, const ast_profile *p, ast_validation *v);
+
 /* ---- reading a run's results ------------------------------------------------------------- */
 /* min_speedup NAN: the run's best (the candidate timed at the end, else the best at the target
  * speed). Else the best-quality Pareto-front candidate with predicted speedup >= min_speedup. */

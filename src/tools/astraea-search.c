@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
 #include "common.h"
 #include "run.h"
@@ -144,6 +146,77 @@ static int list_runs(const char *db) {
     return 0;
 }
 
+/* --validate: the profile vs the uniform budget of the same predicted time, per prompt. */
+static int run_validation(const ast_search_config *c, const char *path, const char *json_path,
+                          int argc, char **argv) {
+    ast_profile p;
+    ast_validation v;
+    if (ast_profile_load(path, &p) != 0) return -1;
+    if (ast_log_level >= 1)
+        fprintf(stderr, "astraea-search: validating %s against a uniform budget (dense, profile "
+                        "and uniform generations per prompt)\n", path);
+    int rc = ast_search_validate(c, &p, &v);
+    if (rc == 0) {
+        printf("%-4s %10s %10s %9s %9s\n", "", "profile", "uniform", "profile", "uniform");
+        printf("%-4s %10s %10s %9s %9s\n", "#", "psnr dB", "psnr dB", "ssim", "ssim");
+        for (int i = 0; i < v.n_prompts; i++)
+            printf("%-4d %10.3f %10.3f %9.4f %9.4f\n", i + 1, v.profile[i].psnr, v.uniform[i].psnr,
+                   v.profile[i].ssim, v.uniform[i].ssim);
+        printf("mean %10.3f %10.3f %9.4f %9.4f\n", v.profile_mean.psnr, v.uniform_mean.psnr,
+               v.profile_mean.ssim, v.uniform_mean.ssim);
+        printf("profile beats uniform (theta %.3f) on %d of %d prompts; measured speedup: profile "
+               "%.3fx, uniform %.3fx (dense %.3f s per generation, %s)\n",
+               v.theta_uniform, v.wins, v.n_prompts, v.profile_speedup, v.uniform_speedup,
+               v.dense_s, v.device);
+    }
+    if (rc == 0 && json_path) {
+        cJSON *o = cJSON_CreateObject(), *rows = cJSON_CreateArray();
+        char date[32], cmd[2048] = "";
+        ast_utc_date(date);
+        for (int i = 0; i < argc; i++)
+            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), "%s%s", i ? " " : "", argv[i]);
+        const char *commit = getenv("ASTRAEA_COMMIT");
+        int ok = o && rows && cJSON_AddStringToObject(o, "profile", path) &&
+                 cJSON_AddStringToObject(o, "device", v.device) &&
+                 cJSON_AddStringToObject(o, "commit", commit ? commit : "unknown") &&
+                 cJSON_AddStringToObject(o, "date", date) && cJSON_AddStringToObject(o, "command", cmd) &&
+                 cJSON_AddNumberToObject(o, "theta_uniform", v.theta_uniform) &&
+                 cJSON_AddNumberToObject(o, "profile_speedup", v.profile_speedup) &&
+                 cJSON_AddNumberToObject(o, "uniform_speedup", v.uniform_speedup) &&
+                 cJSON_AddNumberToObject(o, "dense_seconds", v.dense_s) &&
+                 cJSON_AddNumberToObject(o, "profile_psnr", v.profile_mean.psnr) &&
+                 cJSON_AddNumberToObject(o, "uniform_psnr", v.uniform_mean.psnr) &&
+                 cJSON_AddNumberToObject(o, "profile_ssim", v.profile_mean.ssim) &&
+                 cJSON_AddNumberToObject(o, "uniform_ssim", v.uniform_mean.ssim) &&
+                 cJSON_AddNumberToObject(o, "wins", v.wins) && cJSON_AddItemToObject(o, "prompts", rows);
+        if (!ok) cJSON_Delete(rows);
+        for (int i = 0; ok && i < v.n_prompts; i++) {
+            cJSON *r = cJSON_CreateObject();
+            ok = r && cJSON_AddItemToArray(rows, r) &&
+                 cJSON_AddNumberToObject(r, "profile_psnr", v.profile[i].psnr) &&
+                 cJSON_AddNumberToObject(r, "uniform_psnr", v.uniform[i].psnr) &&
+                 cJSON_AddNumberToObject(r, "profile_ssim", v.profile[i].ssim) &&
+                 cJSON_AddNumberToObject(r, "uniform_ssim", v.uniform[i].ssim);
+        }
+        char *text = ok ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+        ast_outfile f;
+        if (!text) {
+            rc = ast_fail("out of memory writing '%s'", json_path);
+        } else if (ast_outfile_open(&f, json_path) != 0) {
+            rc = -1;
+        } else if (ast_outfile_write(&f, text, strlen(text)) != 0) {
+            ast_outfile_abort(&f);
+            rc = -1;
+        } else {
+            rc = ast_outfile_commit(&f);
+        }
+        free(text);
+    }
+    ast_profile_free(&p);
+    return rc;
+}
+
 static int given(const ast_arg *args, int n, const char *name) {
     for (int i = 0; i < n; i++)
         if (strcmp(args[i].name, name) == 0) return args[i].seen;
@@ -170,7 +243,7 @@ static int self_test(void) {
 int main(int argc, char **argv) {
     ast_search_config c;
     ast_search_config_default(&c);
-    const char *latency_model = NULL, *out = NULL;
+    const char *latency_model = NULL, *out = NULL, *validate = NULL, *validate_json = NULL;
     int seed = 0, noise_seed = 1000, resume = 0, gpu = 0, max_evals = 0, synthetic_ms = 0;
     double target = 0;
     bool dry_run = false, list = false, st = false, break_lock = false, quiet = false;
@@ -217,6 +290,8 @@ int main(int argc, char **argv) {
         {"--dry-run", AST_ARG_FLAG, &dry_run, NULL, "estimate the cost and stop (writes nothing)", 0, 0, 0},
         {"--list", AST_ARG_FLAG, &list, NULL, "list the runs in the database and stop", 0, 0, 0},
         {"--break-lock", AST_ARG_FLAG, &break_lock, NULL, "take over a run another host's process seems to hold", 0, 0, 0},
+        {"--validate", AST_ARG_STRING, &validate, "PROFILE", "compare a profile with the uniform budget of the same predicted time on held-out prompts (--prompts, else built-in ones the default search does not use) and stop", 0, 0, 0},
+        {"--validate-json", AST_ARG_STRING, &validate_json, "FILE", "with --validate: also write the numbers as JSON (results/)", 0, 0, 0},
         {"--self-test", AST_ARG_FLAG, &st, NULL, "check the GA operators against naive versions (with injected faults) and stop", 0, 0, 0},
         {"--synthetic-ms", AST_ARG_INT, &synthetic_ms, "MS", "model 'synthetic' only: sleep per generation (tests)", 0, 100000, 0},
         {"--quiet", AST_ARG_FLAG, &quiet, NULL, "no progress output", 0, 0, 0},
@@ -242,6 +317,12 @@ int main(int argc, char **argv) {
     if (quiet) ast_log_level = 0;
     if (st) return self_test();
     if (list) return list_runs(c.db_path) == 0 ? AST_EXIT_OK : ast_cli_fail(&cli);
+    if (validate) {
+        c.device = gpu;
+        if (c.prompts_file && !given(args, (int)(sizeof args / sizeof *args), "--n-prompts")) c.n_prompts = 0;
+        return run_validation(&c, validate, validate_json, argc, argv) == 0 ? AST_EXIT_OK
+                                                                            : ast_cli_fail(&cli);
+    }
     if (!resume && target <= 0)
         return ast_cli_usage_error(&cli, "--target-speedup X is required (e.g. 2x)");
     int nargs = (int)(sizeof args / sizeof *args);

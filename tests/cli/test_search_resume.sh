@@ -112,6 +112,10 @@ else
     PATH=/nonexistent $E --db "$T/int.db" --out "$T/p.json" --plot "$T/front.png" >"$T/log" 2>&1
     if grep -q "gnuplot is not installed" "$T/log"; then ok "plot without gnuplot: clear error"; else bad "plot without gnuplot"; fi
 fi
+if $S --model synthetic --validate "$T/p.json" --validate-json "$T/v.json" >"$T/log" 2>&1 \
+    && grep -q "profile beats uniform" "$T/log" && grep -q '"uniform_psnr"' "$T/v.json"; then
+    ok "--validate: $(tail -1 "$T/log" | head -c 120)"
+else bad "--validate: $(tail -3 "$T/log")"; fi
 $S --self-test >"$T/log" 2>&1 && grep -q "caught: 6/6" "$T/log" && ok "--self-test" || bad "--self-test: $(cat "$T/log")"
 $S --target-speedup 2x --model synthetic --db "$T/dry.db" --dry-run >"$T/log" 2>&1 && [ ! -e "$T/dry.db" ] \
     && ok "--dry-run writes nothing: $(tail -1 "$T/log")" || bad "--dry-run: $(cat "$T/log")"
