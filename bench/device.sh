@@ -13,7 +13,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-export ASTRAEA_COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+# the commit measured: pass ASTRAEA_COMMIT (the device copy may have no git history)
+export ASTRAEA_COMMIT=${ASTRAEA_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 [ -f .devdeps/activate ] && source .devdeps/activate
 B=build-gpu
@@ -70,7 +71,8 @@ for phase in "$@"; do
     wait)
         [ -n "$train_pid" ] && wait $train_pid; tail -5 "$OUT/train.log";;
     tidy)  # at most 8 files come back: drop what is not needed
-        rm -f "$OUT/wan-mini/checkpoint.pt" "$OUT/wan-mini/loss.gp" "$OUT/setup.log"
+        rm -f "$OUT/wan-mini/checkpoint.pt" "$OUT/wan-mini/loss.gp" "$OUT/setup.log" "$OUT/peer.log"
+        for f in "$OUT"/sanitize-*.log; do [ -f "$f" ] && grep -q "ERROR SUMMARY: 0 errors" "$f" && rm -f "$f"; done
         [ -s "$OUT/build.log" ] && grep -q "error" "$OUT/build.log" || rm -f "$OUT/build.log"
         find "$OUT" -type f | sort;;
     *) echo "unknown phase $phase"; exit 2;;
