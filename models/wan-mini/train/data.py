@@ -2,7 +2,8 @@
 
 A clip is 8 frames of 32x32 RGB in [-1, 1], returned as [B, 3, 8, 32, 32] (Wan's [C, F, H, W] per
 sample; pixel space, so the 3 "latent" channels are viewable directly). Each clip has a STATIC
-background (plain, striped, checkered, noisy or gradient, in one dark colour) and 1 or 2 moving
+background (plain, striped, checkered, noisy = random 4x4-pixel blocks, or gradient, in one
+dark colour) and 1 or 2 moving
 shapes (circle, square, triangle, cross, ring) in bright colours, moving left/right/up/down in a
 straight line at constant speed. Objects are drawn in a random order, so later ones occlude earlier
 ones. Object colours are bright and background colours are dark shades (max channel <= 0.5), so the
@@ -26,7 +27,7 @@ Same seed + same device type -> same clips.
     gen = ClipGenerator(seed=0)
     batch = gen.sample(256)                      # parameters + captions (numpy, python lists)
     x = render(batch, device="cuda")             # [256, 3, 8, 32, 32] float32 in [-1, 1]
-    ids, lens = tokenize_batch(batch["captions"])  # [256, 16] int64 (-1 = empty row), [256]
+    batch["ids"], batch["lens"]                  # [256, 16] int64 token ids (-1 = no token), [256]
 
 Command line (inspection): python3 data.py --n 8 --seed 0 --out /tmp/clips
     writes clips.npy [n, 3, 8, 32, 32], captions.txt and sheet.png (one row per clip, 8 frames).
@@ -72,8 +73,8 @@ BG_COLOURS = [
 ]
 SHAPES = ["circle", "square", "triangle", "cross", "ring"]
 DIRECTIONS = [("left", (-1.0, 0.0)), ("right", (1.0, 0.0)), ("up", (0.0, -1.0)), ("down", (0.0, 1.0))]
-SIZES = [("small", 2.6), (None, 3.6), ("large", 4.8)]        # word, half-extent in pixels
-SPEEDS = [("slowly", 1.5), (None, 2.1), ("quickly", 2.7)]    # word, pixels per frame
+SIZES = [("small", 2.6), (None, 3.6), ("large", 4.6)]        # word, half-extent in pixels
+SPEEDS = [("slowly", 1.8), (None, 2.4), ("quickly", 3.0)]    # word, pixels per frame
 TEXTURES = [None, "striped", "checkered", "noisy", "gradient"]  # None = plain (not spoken)
 
 VOCAB = (["a", "an", "and", "moves", "over", "background", "small", "large", "slowly", "quickly"]
@@ -149,11 +150,13 @@ def caption_words(p, i):
 
 class ClipGenerator:
     """Seeded sampler of clip parameters. sample(B) returns a dict of numpy arrays (objects padded
-    to MAX_OBJECTS; absent objects have present=False) plus "captions" and "seed" (the torch seed
-    for the per-pixel noise texture of this batch)."""
+    to MAX_OBJECTS; absent objects have present=False) plus "ids"/"lens" (token ids, see
+    caption_ids), "captions" (strings; skipped with captions=False, which training uses for
+    speed) and "seed" (the torch seed for the noise texture of this batch)."""
 
-    def __init__(self, seed=0, max_objects=MAX_OBJECTS, p_two=0.5, allow_held_out=False):
+    def __init__(self, seed=0, max_objects=MAX_OBJECTS, p_two=0.35, allow_held_out=False, captions=True):
         self.rng = np.random.default_rng(seed)
+        self.captions = captions
         self.max_objects = max_objects
         self.p_two = p_two
         self.allow_held_out = allow_held_out
@@ -188,19 +191,69 @@ class ClipGenerator:
                 p["direction"][bad] = r.integers(0, len(DIRECTIONS), bad.sum())
             assert not bad.any()
         # Keep captions within TEXT_LEN words: drop spoken size/speed (set to medium) until it fits.
-        caps = []
-        for i in range(B):
-            words = caption_words(p, i)
-            for key, k in (("speed", 1), ("size", 1), ("speed", 0), ("size", 0)):
-                if len(words) <= TEXT_LEN:
-                    break
-                p[key][i, k] = 1
-                words = caption_words(p, i)
-            assert len(words) <= TEXT_LEN, words
-            caps.append(" ".join(words))
-        p["captions"] = caps
+        for key, k in (("speed", 1), ("size", 1), ("speed", 0), ("size", 0)):
+            over = caption_length(p) > TEXT_LEN
+            p[key][over, k] = 1
+        assert (caption_length(p) <= TEXT_LEN).all()
+        p["ids"], p["lens"] = caption_ids(p)
+        if self.captions:
+            p["captions"] = [" ".join(caption_words(p, i)) for i in range(B)]
         p["seed"] = int(r.integers(0, 2**62))
         return p
+
+
+_SIZE_ID = np.array([WORD_ID.get(w, -1) if w else -1 for w, _ in SIZES])
+_SPEED_ID = np.array([WORD_ID.get(w, -1) if w else -1 for w, _ in SPEEDS])
+_COLOUR_ID = np.array([WORD_ID[c] for c, _ in OBJ_COLOURS])
+_SHAPE_ID = np.array([WORD_ID[s] for s in SHAPES])
+_DIR_ID = np.array([WORD_ID[d] for d, _ in DIRECTIONS])
+_TEX_ID = np.array([WORD_ID[t] if t else -1 for t in TEXTURES])
+_BG_ID = np.array([WORD_ID[c] for c, _, _ in BG_COLOURS])
+_VOWEL = np.array([w[0] in "aeiou" for w in VOCAB])
+
+
+def caption_length(p):
+    """Words in each caption [B] (vectorised; matches len(caption_words))."""
+    obj = 5 + (p["size"] != 1) + (p["speed"] != 1)                          # [B, K]
+    n = obj[:, 0] + 4 + (p["texture"] != 0)
+    return n + np.where(p["n_obj"] > 1, obj[:, 1] + 1, 0)
+
+
+def caption_ids(p):
+    """Token ids of every caption without building strings (vectorised; equals
+    tokenize(" ".join(caption_words(p, i)))): ids [B, TEXT_LEN] with -1 after the last word,
+    lengths [B]."""
+    B = len(p["bg"])
+    slots = []                                                                 # (ids [B], present [B])
+    yes = np.ones(B, bool)
+
+    def const(w):
+        return np.full(B, WORD_ID[w])
+
+    def article(first):
+        return np.where(_VOWEL[first], WORD_ID["an"], WORD_ID["a"])
+
+    def obj(k, present, lead_and):
+        size, colour = _SIZE_ID[p["size"][:, k]], _COLOUR_ID[p["colour"][:, k]]
+        speed = _SPEED_ID[p["speed"][:, k]]
+        if lead_and:
+            slots.append((const("and"), present))
+        slots.extend([(article(np.where(size >= 0, size, colour)), present), (size, present & (size >= 0)),
+                      (colour, present), (_SHAPE_ID[p["shape"][:, k]], present), (const("moves"), present),
+                      (speed, present & (speed >= 0)), (_DIR_ID[p["direction"][:, k]], present)])
+    obj(0, yes, False)
+    tex, bg = _TEX_ID[p["texture"]], _BG_ID[p["bg"]]
+    slots.extend([(const("over"), yes), (article(np.where(tex >= 0, tex, bg)), yes), (tex, tex >= 0),
+                  (bg, yes), (const("background"), yes)])
+    for k in range(1, MAX_OBJECTS):
+        obj(k, p["n_obj"] > k, True)
+    ids = np.stack([s[0] for s in slots], 1)
+    keep = np.stack([s[1] for s in slots], 1)
+    order = np.argsort(~keep, axis=1, kind="stable")                           # kept slots first
+    ids = np.take_along_axis(np.where(keep, ids, -1), order, 1)[:, :TEXT_LEN]
+    lens = keep.sum(1)
+    assert (lens <= TEXT_LEN).all()
+    return ids.astype(np.int64), lens
 
 
 def prompt_params(prompts):
@@ -270,8 +323,9 @@ def _sdf(shape, dx, dy, r):
 
 def object_tracks(p):
     """Per object: radius [B,K], centre x/y for every frame [B,K,F] (pixels, 0 = left/top edge).
-    The whole path stays inside the frame; 'jitter' picks the speed/size within ±8 % and the start
-    position within the feasible range."""
+    The path stays inside the frame where it fits (a large, quick object may leave it by up to
+    ~1.5 px at the end); 'jitter' picks the speed/size within ±8 % and the start position within
+    the feasible range."""
     j = p["jitter"]
     rad = np.array([s for _, s in SIZES], np.float32)[p["size"]] * (0.92 + 0.16 * j[..., 0])
     spd = np.array([s for _, s in SPEEDS], np.float32)[p["speed"]] * (0.92 + 0.16 * j[..., 1])
@@ -310,7 +364,13 @@ def background(p, device):
     checker = torch.remainder(torch.floor((xs + phase) / cell) + torch.floor((ys + phase) / cell), 2)
     g = torch.Generator(device=dev)
     g.manual_seed(p["seed"])
-    noise = torch.rand((B, HEIGHT, WIDTH), generator=g, device=dev)
+    # "noisy": random levels on 4x4-pixel blocks, grid offset by the phase (so blocks straddle
+    # the model's 4x4 patches); per-pixel noise would be unlearnable high-entropy detail.
+    cells = torch.rand((B, HEIGHT // 4 + 1, WIDTH // 4 + 1), generator=g, device=dev)
+    off = torch.floor(col(p["tex_phase"]) * 4)
+    cy = torch.floor((ys + off) / 4).long()
+    cx = torch.floor((xs + off) / 4).long()
+    noise = cells[torch.arange(B, device=dev).view(B, 1, 1), cy, cx]
     ang = col(p["grad_angle"])
     proj = (xs - WIDTH / 2 + 0.5) * torch.cos(ang) + (ys - HEIGHT / 2 + 0.5) * torch.sin(ang)
     gradient = (proj / (WIDTH * 0.71) + 0.5).clamp(0, 1)
@@ -393,7 +453,7 @@ def main(argv=None):
     ap.add_argument("--bench", type=int, default=0, help="time this many batches of 256 and exit")
     a = ap.parse_args(argv)
     if a.bench:
-        gen = ClipGenerator(seed=a.seed)
+        gen = ClipGenerator(seed=a.seed, captions=False)
         render(gen.sample(256), a.device)
         t0 = time.time()
         ts = 0.0
@@ -402,11 +462,10 @@ def main(argv=None):
             p = gen.sample(256)
             ts += time.time() - s0
             x = render(p, a.device)
-            tokenize_batch(p["captions"])
         if a.device.startswith("cuda"):
             torch.cuda.synchronize()
         dt = time.time() - t0
-        print(f"{a.bench * 256 / dt:.0f} clips/s on {a.device} (sampling+captions {ts / dt:.0%} of the time)")
+        print(f"{a.bench * 256 / dt:.0f} clips/s on {a.device} (parameter+token sampling {ts / dt:.0%} of the time)")
         return 0
     os.makedirs(a.out, exist_ok=True)
     gen = ClipGenerator(seed=a.seed)

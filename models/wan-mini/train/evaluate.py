@@ -18,7 +18,8 @@ of the evaluation prompts. Both should be ~100 %.
     python3 evaluate.py --model models/wan-mini --out /tmp/eval            # model, PyTorch sampler
     python3 evaluate.py --validate-only --out /tmp/eval                    # measurement check only
 Writes OUT/results.json (per-prompt rows + summary), OUT/samples.png (first 16 clips, one row each,
-with the ground-truth render of the same prompt in the row below), OUT/clips.npy.
+with the ground-truth render of the same prompt in the row below) and, with --save-clips,
+OUT/clips.npy.
 """
 import argparse
 import json
@@ -51,6 +52,7 @@ def eval_prompts(n, seed=2024):
         c, s, d, b = tuples[j]
         p["colour"][i, 0], p["shape"][i, 0], p["direction"][i, 0], p["bg"][i] = c, s, d, b
     p["captions"] = [" ".join(data.caption_words(p, i)) for i in range(n)]
+    p["ids"], p["lens"] = data.caption_ids(p)
     return p["captions"], p
 
 
@@ -169,6 +171,7 @@ def main(argv=None):
     ap.add_argument("--extra-arg", action="append", default=[], help="extra argument for the C tool")
     ap.add_argument("--validate-n", type=int, default=1000, help="random ground-truth clips to check")
     ap.add_argument("--validate-only", action="store_true", help="only check the measurement")
+    ap.add_argument("--save-clips", action="store_true", help="also write clips.npy [n, 3, 8, 32, 32]")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
 
@@ -194,7 +197,8 @@ def main(argv=None):
         result["targets"] = {"colour_acc": 0.80, "direction_acc": 0.70, "met": bool(
             summary["colour_acc"] >= 0.80 and summary["direction_acc"] >= 0.70 and a.n >= 50)}
         result["rows"] = rows
-        np.save(os.path.join(a.out, "clips.npy"), clips.numpy())
+        if a.save_clips:
+            np.save(os.path.join(a.out, "clips.npy"), clips.numpy())
         k = min(16, a.n)
         inter = np.stack([clips[:k].numpy(), gt[:k].numpy()], 1).reshape(2 * k, *clips.shape[1:])
         data.write_png(os.path.join(a.out, "samples.png"), data.clip_sheet(inter, scale=2))
@@ -202,7 +206,8 @@ def main(argv=None):
         print(f"targets (colour >= 0.80, direction >= 0.70): {'MET' if result['targets']['met'] else 'NOT met'}")
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
-    print(f"wrote {a.out}/results.json" + ("" if a.validate_only else ", samples.png, clips.npy"))
+    print(f"wrote {a.out}/results.json" + ("" if a.validate_only else ", samples.png")
+          + (", clips.npy" if a.save_clips and not a.validate_only else ""))
     return 0
 
 

@@ -9,8 +9,9 @@ static background in dark shades (BG_COLOURS base/alternate), so:
      RGB units on some channel: a static background, noisy or not, never does);
   3. each moving pixel whose nearest entry is bright votes for that object colour; colours with at
      least MIN_FRAC of the winner's votes (and MIN_VOTES) are objects, most votes first;
-  4. an object's track is the centroid, per frame, of the pixels nearest to its colour (moving or
-     not, so the core of a large slow object counts); least-squares velocity over the frames where
+  4. an object's track is the centroid, per frame, of the largest 4-connected blob of pixels
+     nearest to its colour (moving or not, so the core of a large slow object counts; stray
+     speckles of a noisy generated clip do not); least-squares velocity over the frames where
      it has >= 2 pixels; direction = sign of the dominant axis if its speed >= MIN_SPEED px/frame,
      else "static" (y grows downwards, so "up" is negative vy);
   5. the background colour is the majority vote of the never-bright, temporal-median pixels among
@@ -35,6 +36,24 @@ def _nearest(rgb):
     """rgb [..., 3] -> index of the nearest palette entry (Euclidean in RGB)."""
     d = ((rgb[..., None, :] - _PAL) ** 2).sum(-1)
     return d.argmin(-1)
+
+
+def largest_component(mask):
+    """mask [H, W] bool -> mask of its largest 4-connected component (iterative max-label
+    propagation; numpy only)."""
+    if not mask.any():
+        return mask
+    H, W = mask.shape
+    lab = np.where(mask, np.arange(1, H * W + 1).reshape(H, W), 0)
+    while True:
+        p = np.pad(lab, 1)
+        nb = np.maximum.reduce([p[1:-1, 1:-1], p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]])
+        new = np.where(mask, nb, 0)
+        if (new == lab).all():
+            break
+        lab = new
+    ids, counts = np.unique(lab[mask], return_counts=True)
+    return lab == ids[counts.argmax()]
 
 
 def track_direction(mask):
@@ -77,7 +96,8 @@ def measure(clip):
         for c in np.argsort(-votes, kind="stable"):
             if votes[c] < max(MIN_VOTES, MIN_FRAC * votes.max()):
                 break
-            d, vx, vy = track_direction(near == c)
+            obj = np.stack([largest_component(m) for m in (near == c)])
+            d, vx, vy = track_direction(obj)
             objects.append({"colour": OBJ_COLOURS[c][0], "direction": d, "votes": int(votes[c]),
                             "vx": round(vx, 3), "vy": round(vy, 3)})
     mean_colour = None

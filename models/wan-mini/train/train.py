@@ -2,25 +2,28 @@
 pixel space) on clips generated on the fly by data.py, within a wall-clock budget.
 
 Objective (Wan / rectified flow): x_s = (1 - s) x0 + s eps, target v = eps - x0, MSE on the model
-output at timestep t = 1000 s (float). s is drawn from a logit-normal shifted like the sampler:
-s = shift(sigmoid(n)), n ~ N(0, 1), shift(s) = k s / (1 + (k - 1) s) with k = --sigma-shift
-(default 3.0 = the sampling shift), i.e. logit(s) ~ N(ln k, 1); --sigma-uniform (10 %) of the
-batch draws s ~ U(0, 1) instead so the ends are covered. 10 % of captions are dropped to the empty
-prompt (all-zero context, the unconditional CFG branch). AdamW, linear warm-up then cosine decay
-over the planned training TIME, bf16 autocast on CUDA, EMA of the weights (the EMA is shipped).
+output at timestep t = 1000 s (float). s is drawn from a mixture: 70 % logit-normal shifted like
+the sampler, s = shift(sigmoid(n)), n ~ N(0, 1), shift(s) = k s / (1 + (k - 1) s), k =
+--sigma-shift = 3.0 (so logit(s) ~ N(ln 3, 1): the sampler spends its first steps, where layout and
+motion are decided, at s > 0.85), and --sigma-uniform = 30 % s ~ U(0, 1), so the low sigmas that
+clean up the last steps are trained too (a first run with 10 % uniform left visible noise).
+10 % of captions are dropped to the empty prompt (all-zero context, the unconditional CFG
+branch). AdamW, linear warm-up then cosine decay over the planned training TIME, bf16 autocast
+on CUDA (RoPE in fp32, see rope_apply_fp32), EMA of the weights (the EMA is shipped).
 
     python3 models/wan-mini/train/train.py --minutes 7 --out OUT          # GPU, defaults
     python3 models/wan-mini/train/train.py --minutes 0.5 --device cpu --batch 4 --out /tmp/wm  # smoke
-    python3 models/wan-mini/train/train.py --minutes 7 --out OUT --resume OUT/checkpoint.pt
+    python3 models/wan-mini/train/train.py --minutes 7 --out OUT --resume OUT
 
 --minutes bounds the whole run from process start; the last ~10 s go to the final save. A resumed
 run continues its unfinished cosine plan (saved in the checkpoint) unless --total-minutes is given;
 resuming a finished plan extends it by --minutes.
 
 Writes into OUT: config.json + diffusion_pytorch_model.safetensors (EMA weights, F32, original key
-names: the model), checkpoint.pt (model, EMA, optimizer, data-generator state; every
---ckpt-seconds and at the end, with the two model files), loss.csv (step, loss, lr, seconds),
-loss.gp (gnuplot script for loss.png), train_summary.json.
+names: the model), checkpoint.pt (model, EMA, data-generator state, counters) + optimizer.pt
+(AdamW state; two files so each stays under 16 MB), both every --ckpt-seconds and at the end with
+the two model files, loss.csv (step, loss, lr, seconds), train_summary.json.
+Loss curve: cd models/wan-mini && gnuplot train/loss.gp (reads loss.csv, writes loss.png).
 """
 import argparse
 import csv
@@ -49,9 +52,9 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=os.path.join(modelio.ROOT, "out", "wan-mini"), help="output folder")
     ap.add_argument("--minutes", type=float, default=7.0, help="wall-clock budget of this run (from process start)")
     ap.add_argument("--total-minutes", type=float, help="length of the whole LR plan (default: this run, or the resumed plan)")
-    ap.add_argument("--resume", help="checkpoint.pt to continue from (or its folder)")
+    ap.add_argument("--resume", help="output folder (checkpoint.pt + optimizer.pt) to continue from")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--min-lr-frac", type=float, default=0.05, help="final LR as a fraction of --lr")
     ap.add_argument("--warmup", type=int, default=300, help="linear warm-up steps")
@@ -59,14 +62,17 @@ def parse_args(argv=None):
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--ema", type=float, default=0.999, help="EMA decay (warmed up as (1+n)/(10+n))")
     ap.add_argument("--p-uncond", type=float, default=0.1, help="caption dropout to the empty prompt")
-    ap.add_argument("--sigma-shift", type=float, default=3.0, help="shift of the logit-normal sigma sampler")
-    ap.add_argument("--sigma-uniform", type=float, default=0.1, help="fraction of sigmas drawn uniformly")
+    ap.add_argument("--sigma-shift", type=float, default=3.0,
+                    help="shift applied to the logit-normal sigmas (3 = the sampling shift; 1 = SD3's plain logit-normal(0, 1))")
+    ap.add_argument("--sigma-uniform", type=float, default=0.3, help="fraction of sigmas drawn uniformly")
     ap.add_argument("--chunk", type=int, default=16, help="batches rendered per data-generator call")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-seconds", type=float, default=60.0)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--bf16", type=int, choices=(0, 1), help="bf16 autocast (default: on for CUDA)")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the model (torch 2.x; costs start-up time)")
+    ap.add_argument("--compile", type=int, choices=(0, 1), default=0, help="torch.compile the model (torch 2.x; costs start-up time)")
+    ap.add_argument("--fast-rope", type=int, choices=(0, 1), default=1,
+                    help="apply RoPE in fp32 instead of wan_ref's fp64 while training (inference unchanged)")
     ap.add_argument("--steps", type=int, default=20, help="config.json default sampling steps")
     ap.add_argument("--shift", type=float, default=3.0, help="config.json default sampling shift")
     ap.add_argument("--guidance", type=float, default=5.0, help="config.json default CFG scale")
@@ -79,7 +85,7 @@ class ClipStream:
     so the host-to-device copies (which synchronise) happen once per chunk, not every step."""
 
     def __init__(self, seed, batch, chunk, device):
-        self.gen = data.ClipGenerator(seed=seed)
+        self.gen = data.ClipGenerator(seed=seed, captions=False)
         self.batch, self.chunk, self.device = batch, chunk, device
         self.buf, self.pos = None, 0
 
@@ -87,8 +93,7 @@ class ClipStream:
         if self.buf is None or self.pos >= self.chunk:
             p = self.gen.sample(self.batch * self.chunk)
             x = data.render(p, self.device)
-            ids, _ = data.tokenize_batch(p["captions"])
-            self.buf = (x, torch.as_tensor(ids, device=self.device))
+            self.buf = (x, torch.as_tensor(p["ids"], device=self.device))
             self.pos = 0
         s = slice(self.pos * self.batch, (self.pos + 1) * self.batch)
         self.pos += 1
@@ -124,23 +129,20 @@ def ema_update(ema, params, decay):
             e.mul_(decay).add_(p, alpha=1.0 - decay)
 
 
-def write_gnuplot(out):
-    with open(os.path.join(out, "loss.gp"), "w") as f:
-        f.write("""# gnuplot loss.gp  (run in this folder) -> loss.png
-set terminal pngcairo size 800,500 noenhanced
-set output 'loss.png'
-set datafile separator ','
-set key autotitle columnhead
-set title 'wan-mini training loss (flow-matching MSE, batch mean)'
-set xlabel 'step'
-set ylabel 'MSE'
-set logscale y
-set grid
-set y2label 'learning rate'
-set y2tics
-plot 'loss.csv' using 1:2 with lines lw 1 title 'loss', \\
-     '' using 1:3 axes x1y2 with lines lw 1 dt 2 title 'lr'
-""")
+def rope_apply_fp32(x, angles):
+    """wan_ref.rope_apply with fp32 arithmetic (angles, or their (cos, sin), still fp64): same rotation,
+    rounding differs by ~1e-7 relative, far below bf16 autocast noise; training speed only."""
+    b, s, n, d = x.shape
+    cos, sin = angles if isinstance(angles, tuple) else (torch.cos(angles), torch.sin(angles))
+    xf = x.float().reshape(b, s, n, d // 2, 2)
+    cos, sin = cos.float().view(1, s, 1, d // 2), sin.float().view(1, s, 1, d // 2)
+    x0, x1 = xf[..., 0], xf[..., 1]
+    return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).reshape(b, s, n, d)
+
+
+def _atomic_save(obj, path):
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 def main(argv=None):
@@ -173,17 +175,19 @@ def main(argv=None):
     gen = torch.Generator(device=dev)
     gen.manual_seed(a.seed + 2)
 
-    step, trained_s, plan_s = 0, 0.0, None
+    step, trained_s, plan_s, wall_before = 0, 0.0, None, 0.0
     if a.resume:
-        path = os.path.join(a.resume, "checkpoint.pt") if os.path.isdir(a.resume) else a.resume
+        folder = a.resume if os.path.isdir(a.resume) else os.path.dirname(a.resume)
+        path = os.path.join(folder, "checkpoint.pt")
         ck = torch.load(path, map_location=dev)
         model.load_state_dict(ck["model"])
         for e, t in zip(ema, ck["ema"]):
             e.copy_(t)
-        opt.load_state_dict(ck["opt"])
+        opt.load_state_dict(torch.load(os.path.join(folder, "optimizer.pt"), map_location=dev))
         stream.load(ck["data"])
         gen.manual_seed(a.seed + 2 + ck["step"])
         step, trained_s, plan_s = ck["step"], ck["trained_s"], ck["plan_s"]
+        wall_before = ck.get("wall_s", 0.0)
         print(f"resumed {path}: step {step}, {trained_s:.0f}s trained of a {plan_s:.0f}s plan")
     budget_s = max(deadline - time.time(), 1.0)
     if a.total_minutes:
@@ -191,6 +195,8 @@ def main(argv=None):
     elif plan_s is None or trained_s >= plan_s - 1.0:
         plan_s = trained_s + budget_s
 
+    if a.fast_rope:
+        modelio.wan_ref.rope_apply = rope_apply_fp32
     fwd = model
     if a.compile and hasattr(torch, "compile"):
         fwd = torch.compile(model)
@@ -200,7 +206,6 @@ def main(argv=None):
     log = csv.writer(logf)
     if mode == "w":
         log.writerow(["step", "loss", "lr", "seconds"])
-    write_gnuplot(a.out)
     print(f"wan-mini: {n_params:,} parameters ({n_dit:,} DiT + {n_params - n_dit:,} text encoder), "
           f"device {dev} ({torch.cuda.get_device_name(dev) if cuda else 'cpu'}), torch {torch.__version__}, "
           f"bf16 {bf16}, attention {attn.__name__}, batch {a.batch}, lr {a.lr}, budget {budget_s:.0f}s, "
@@ -210,11 +215,11 @@ def main(argv=None):
         t0 = time.time()
         ema_sd = {n: e for n, e in zip(names, ema)}
         modelio.save_model(a.out, ema_sd, cj)
-        ck = {"model": model.state_dict(), "ema": ema, "opt": opt.state_dict(), "data": stream.state(),
-              "step": step, "trained_s": trained_s, "plan_s": plan_s, "args": vars(a)}
-        tmp = os.path.join(a.out, "checkpoint.pt.tmp")
-        torch.save(ck, tmp)
-        os.replace(tmp, os.path.join(a.out, "checkpoint.pt"))
+        _atomic_save(opt.state_dict(), os.path.join(a.out, "optimizer.pt"))
+        ck = {"model": model.state_dict(), "ema": ema, "data": stream.state(),
+              "step": step, "trained_s": trained_s, "plan_s": plan_s,
+              "wall_s": wall_before + time.time() - T_START, "args": vars(a)}
+        _atomic_save(ck, os.path.join(a.out, "checkpoint.pt"))
         logf.flush()
         return time.time() - t0
 
@@ -265,7 +270,7 @@ def main(argv=None):
         if step % a.log_every == 0 or step == 1:
             l = float(loss_acc) / n_acc   # syncs
             el = time.time() - T_START
-            log.writerow([step, f"{l:.6f}", f"{lr:.3e}", f"{el:.1f}"])
+            log.writerow([step, f"{l:.6f}", f"{lr:.3e}", f"{wall_before + el:.1f}"])  # seconds over all runs
             dt = time.time() - t_log
             sps = (step - s_log) / dt if dt > 0 else 0.0
             print(f"step {step:6d}  loss {l:.4f}  lr {lr:.2e}  {sps:6.2f} steps/s  {sps * B:8.0f} clips/s  "
@@ -291,7 +296,7 @@ def main(argv=None):
         json.dump(summary, f, indent=1)
     print(f"done: {step} steps, {summary['clips_seen_total']:,} clips, loop {loop_s:.0f}s "
           f"({step / max(loop_s, 1e-9):.2f} steps/s), final save {t_save:.1f}s, wall {summary['wall_seconds']}s")
-    print(f"wrote {a.out}/config.json, {modelio.WEIGHTS} (EMA), checkpoint.pt, loss.csv, loss.gp, train_summary.json")
+    print(f"wrote {a.out}/config.json, {modelio.WEIGHTS} (EMA), checkpoint.pt, optimizer.pt, loss.csv, train_summary.json")
     return 0
 
 
