@@ -24,6 +24,8 @@ int main(int argc, char **argv) {
     const char *model = "wan-mini", *checkpoint = NULL, *prompt = NULL, *neg_prompt = "";
     const char *context = NULL, *neg_context = NULL, *out = NULL, *init_noise = NULL;
     const char *sampler = "unipc", *backend = "auto", *cache = "residual", *profile = NULL;
+    const char *delta_norm = "mean";
+    int sketch = 32;
     int frames = 0, height = 0, width = 0, steps = 0, seed = 42, gpu = 0;
     double shift = NAN, guidance = NAN, budget = 1.0, w_alpha = 1.0, w_beta = 0.5;
     bool quiet = false;
@@ -48,6 +50,8 @@ int main(int argc, char **argv) {
         {"--cache", AST_ARG_STRING, &cache, "MODE", "token-wise cache: residual (default) or output", 0, 0, 0},
         {"--w-alpha", AST_ARG_DOUBLE, &w_alpha, "W", "selection weight of LSE x delta (default 1.0)", 0, 1000, 0},
         {"--w-beta", AST_ARG_DOUBLE, &w_beta, "W", "selection weight of exp(skip) (default 0.5)", 0, 1000, 0},
+        {"--delta-norm", AST_ARG_STRING, &delta_norm, "MODE", "scale of delta in the score: mean (default: delta / its mean over tokens) or none", 0, 0, 0},
+        {"--sketch-dim", AST_ARG_INT, &sketch, "R", "width of the random projection that estimates delta (default 32)", 1, 1024, 0},
         {"--backend", AST_ARG_STRING, &backend, "NAME", "auto (default: CUDA if present), cpu, cuda", 0, 0, 0},
         {"--gpu", AST_ARG_INT, &gpu, "N", "CUDA device index (default 0)", 0, 64, 0},
         {"--out", AST_ARG_STRING, &out, "FILE", "output: .gif / .png (pixel models) or .safetensors (latent 'x')", 0, 0, 0},
@@ -82,6 +86,8 @@ int main(int argc, char **argv) {
         cmode = AST_CACHE_OUTPUT;
     else
         return ast_cli_usage_error(&cli, "--cache must be residual or output, got '%s'", cache);
+    if (strcmp(delta_norm, "mean") != 0 && strcmp(delta_norm, "none") != 0)
+        return ast_cli_usage_error(&cli, "--delta-norm must be mean or none, got '%s'", delta_norm);
     if (quiet) ast_log_level = 0;
 
     ast_model *m = NULL;
@@ -130,6 +136,8 @@ int main(int argc, char **argv) {
     ep.tw.cache = cmode;
     ep.tw.w_alpha = (float)w_alpha;
     ep.tw.w_beta = (float)w_beta;
+    ep.tw.delta_normalize = strcmp(delta_norm, "mean") == 0;
+    ep.tw.sketch_dim = sketch;
     if (ast_engine_create(m, &ep, &e)) goto fail;
     if (ast_engine_set_context(e, 0, ctx, L)) goto fail;
     if (branches == 2 && ast_engine_set_context(e, 1, nctx, nL)) goto fail;

@@ -1,12 +1,15 @@
-/* st_tool.c — a small safetensors helper for the end-to-end tool tests (tests/cli/*.sh):
+/* st_tool.c — a small safetensors helper for the end-to-end tool tests (the scripts in tests/cli):
  *   st_tool compare A.safetensors NAME_A B.safetensors NAME_B TOL   rel L2 <= TOL -> exit 0
  *   st_tool extract IN.safetensors NAME OUT.safetensors NEWNAME     copies one tensor (as F32)
  *   st_tool nan IN.safetensors NAME OUT.safetensors                 copies IN with NAME[0] = NaN
+ *   st_tool quality A.safetensors NAME_A REF.safetensors NAME_R      prints "mse psnr ssim" of A
+ *                                                                    vs REF (search/quality.h)
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "quality.h"
 #include "safetensors.h"
 #include "test_util.h"
 
@@ -35,6 +38,21 @@ int main(int argc, char **argv) {
         double err = ast_test_rel_l2(x, y, ast_tensor_numel(ta));
         printf("rel L2 %.3g (tolerance %s)\n", err, argv[6]);
         return err <= atof(argv[6]) ? 0 : 1;
+    }
+    if (argc == 6 && strcmp(argv[1], "quality") == 0) {
+        float *x = load(argv[2], argv[3], &a, &ta), *y = x ? load(argv[4], argv[5], &b, &tb) : NULL;
+        if (!y || ta->ndim != 4 || ast_tensor_numel(ta) != ast_tensor_numel(tb)) {
+            fprintf(stderr, "st_tool: %s\n", y ? "need two [C, F, H, W] tensors of one shape" : ast_error_get());
+            return 1;
+        }
+        ast_quality q;
+        if (ast_quality_compare(x, y, (int)ta->shape[0], (int)ta->shape[1], (int)ta->shape[2],
+                                (int)ta->shape[3], &q) < 0) {
+            fprintf(stderr, "st_tool: %s\n", ast_error_get());
+            return 1;
+        }
+        printf("%.6g %.4f %.5f\n", q.mse, q.psnr, q.ssim);
+        return 0;
     }
     if ((argc == 6 && strcmp(argv[1], "extract") == 0) || (argc == 5 && strcmp(argv[1], "nan") == 0)) {
         int nan_mode = argv[1][0] == 'n';
@@ -71,6 +89,6 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    fprintf(stderr, "usage: st_tool compare A NAME_A B NAME_B TOL | extract IN NAME OUT NEWNAME | nan IN NAME OUT\n");
+    fprintf(stderr, "usage: st_tool compare A NAME_A B NAME_B TOL | extract IN NAME OUT NEWNAME | nan IN NAME OUT | quality A NAME_A REF NAME_R\n");
     return 2;
 }
