@@ -1,4 +1,5 @@
-# wan-mini loss curve. Run from models/wan-mini/:  gnuplot train/loss.gp   (loss.csv -> loss.png)
+# wan-mini loss curve. Run in the folder that holds loss.csv, e.g.
+#   cd models/wan-mini/training && gnuplot ../train/loss.gp      (loss.csv -> loss.png)
 # loss.csv is written by train.py: step, loss (flow-matching MSE, mean over the last 50 steps), lr, seconds.
 set terminal pngcairo size 800,500 noenhanced
 set output 'loss.png'
