@@ -555,6 +555,7 @@ static int references_setup(search_ctx *x) {
                             ev->prompt_keys[p], x->c->noise_seed + (uint64_t)p,
                             ev->channels, ev->frames, ev->height, ev->width};
         if (ast_store_dense_put(x->s, &m, x->refs[p], sec) != 0 ||
+            ast_store_touch(x->s, x->run.id) != 0 ||
             ast_store_run_add_cost(x->s, x->run.id, ast_now_sec() - t0) != 0)
             return -1;
     }
@@ -572,7 +573,8 @@ static int evaluate(search_ctx *x, const uint8_t *g, ast_cand *c) {
     if (!per) return ast_fail("out of memory evaluating a candidate");
     for (int p = 0; p < ev->n_prompts; p++) {
         double sec = 0;
-        if (ev->generate(ev->user, p, budgets, x->out, &sec) != 0) {
+        if (ev->generate(ev->user, p, budgets, x->out, &sec) != 0 ||
+            ast_store_touch(x->s, x->run.id) != 0) {
             cJSON_Delete(per);
             ast_error_prefix("evaluating a candidate on prompt %d", p);
             return -1;

@@ -877,6 +877,8 @@ fail:
     return -1;
 }
 
+int ast_store_touch(ast_store *s, int64_t run) { return heartbeat(s, run); }
+
 int ast_store_unlock(ast_store *s, int64_t run) {
     q_t q;
     if (q_prep(&q, s,

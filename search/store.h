@@ -155,6 +155,9 @@ int ast_store_dense_put(ast_store *s, const ast_dense_meta *m, const float *x, d
  * unless break_lock. Re-entrant for the holder. */
 int ast_store_lock(ast_store *s, int64_t run, int break_lock);
 int ast_store_unlock(ast_store *s, int64_t run);
+/* Heartbeat of the lock between commits (long evaluations): another host's process treats a
+ * lock as stale after AST_STORE_STALE_LOCK_SECONDS without one. */
+int ast_store_touch(ast_store *s, int64_t run);
 
 /* "%016llx" x4 and back. */
 void ast_rng_format(const ast_rng *r, char out[65]);
