@@ -8,7 +8,8 @@
  *   VSPLAT(s)      brace initialiser repeating s VW times
  *   VFMA(a, b, c)  a*b + c (fused where the ISA has it)
  *   VMAXB, VMINB   optional: lane-wise max/min with x86 MAXPS/MINPS NaN semantics (see below)
- * Everything is plain GCC vector-extension code except VFMA, so the two copies cannot drift. */
+ * Everything is plain GCC vector-extension code except VFMA, VMAXB/VMINB and pack16's register
+ * transposes, so the two copies cannot drift. */
 
 #define TCAT2(a, b) a##b
 #define TCAT(a, b) TCAT2(a, b)
@@ -44,7 +45,8 @@ ATTR static inline VF FN(vsel)(VI mask, VF a, VF b) {
  * still reaches the sums through exp2). */
 ATTR static inline VF FN(vmax)(VF a, VF b) { return VMAXB(b, a); }
 
-/* 2^x, relative error < 2e-7 for x in [-126, 126]; clamped outside (so 2^(-inf) ~ 1e-38 and
+/* 2^x, relative error <= 1.2e-7 for x in [-126, 126] (checked against exp2 in double over 3.2e7
+ * points, both copies); clamped outside (so 2^(-inf) ~ 1e-38 and
  * 2^(+inf) ~ 8e37, both harmless where it is used); NaN in, NaN out. Round-to-nearest by the
  * 1.5·2^23 trick, then Cephes' exp2f polynomial on [-0.5, 0.5]. */
 ATTR static inline VF FN(vexp2)(VF x) {
@@ -53,7 +55,7 @@ ATTR static inline VF FN(vexp2)(VF x) {
     VF t = x + magic;
     VF n = t - magic;
     VF f = x - n;
-    /* Estrin's scheme: depth 4 instead of Horner's 6 (these loops are latency-bound) */
+    /* Estrin's scheme with FMAs: 6 operations of depth 4 (Horner: 12 of depth 12 without FMA) */
     VF f2 = f * f;
     VF p01 = VFMA(f, FN(vsplat)(6.931472028550421e-1f), FN(vsplat)(1.0f));
     VF p23 = VFMA(f, FN(vsplat)(5.550332471162809e-2f), FN(vsplat)(2.402264791363012e-1f));
