@@ -18,7 +18,8 @@ typedef enum { AST_EPI_NONE = 0, AST_EPI_GELU_TANH = 1 } ast_epilogue;
 /* y[M, N] (ldy) = epi( x[M, K] (ldx) · W^T + bias ), W = w[N, K] row-major (Linear [out, in])
  * stored as dtype wdt (F32/BF16/F16; may be unaligned, e.g. straight from an mmapped file),
  * with row stride ldw. bias may be NULL. If accumulate != 0, y += result instead (no epilogue
- * allowed then). Cache-blocked with packed panels; W is converted to fp32 while packing. */
+ * allowed then: y becomes NaN and the error is set). Cache-blocked with packed panels; W is
+ * converted to fp32 while packing. y must not overlap x or w. */
 void ast_cpu_gemm(int M, int N, int K, const float *x, int ldx, const void *w, ast_dtype wdt,
                   int ldw, const float *bias, float *y, int ldy, ast_epilogue epi, int accumulate);
 
@@ -26,14 +27,16 @@ void ast_cpu_gemm(int M, int N, int K, const float *x, int ldx, const void *w, a
  * For head h (columns h*D .. h*D+D-1 of q, k, v, o):
  *   o[i] = sum_j softmax_j(scale * q[i]·k[j]) v[j]
  *   lse[h*Lq + i] = ln sum_j exp(scale * q[i]·k[j])      (lse may be NULL)
- * q: [Lq, ldq], k: [Lk, ldk], v: [Lk, ldv], o: [Lq, ldo]. Lq != Lk allowed. */
+ * q: [Lq, ldq], k: [Lk, ldk], v: [Lk, ldv], o: [Lq, ldo]. Lq != Lk allowed; o must not overlap
+ * q, k or v. Lk = 0 gives o = 0 and lse = -inf. */
 void ast_cpu_attention(int Lq, int Lk, int H, int D, const float *q, int ldq, const float *k,
                        int ldk, const float *v, int ldv, float *o, int ldo, float *lse,
                        float scale);
 
 /* LayerNorm over the last dim C (biased variance, eps), computed in fp32 (double-free):
  *   y = (x - mean) / sqrt(var + eps) [* w + b]  then, if scale/shift given,  * (1 + scale) + shift
- * w/b/scale/shift may each be NULL (scale and shift are [C] vectors broadcast over rows). */
+ * w/b/scale/shift may each be NULL (scale and shift are [C] vectors broadcast over rows).
+ * y == x (in place) is allowed. */
 void ast_cpu_layernorm(int L, int C, const float *x, int ldx, float *y, int ldy, const float *w,
                        const float *b, const float *scale, const float *shift, float eps);
 
@@ -46,7 +49,8 @@ void ast_cpu_silu(float *x, int64_t n);
 
 /* Wan 3D RoPE (wan21.md §1.4): table[p][m] for p < 1024, m < D/2 as (cos, sin) pairs, built by
  * ast_rope_table_init. x holds L rows of H heads of D channels; row r is the token with flat
- * index tok[r] (tok may be NULL: row r is token r) in a grid (gf, gh, gw). */
+ * index tok[r] (tok may be NULL: row r is token r) in a grid (gf, gh, gw), n = (f·gh + i)·gw + j;
+ * f, i and j must be below npos (1024). */
 typedef struct {
     int D;          /* head dim */
     int npos;       /* 1024 */

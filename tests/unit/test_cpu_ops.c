@@ -200,6 +200,15 @@ static void test_attention(void) {
         check_attention(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], 1.0f);
     /* Large scores (|s| up to ~100): only correct with the running-max subtraction. */
     check_attention(37, 150, 2, 64, 4.0f);
+
+    /* No keys: an empty sum, o = 0 and lse = ln 0 = -inf (documented in cpu_ops.h). */
+    float q[2 * 8], o[2 * 8], lse[2];
+    ast_test_fill(q, 16, 5, -1, 1);
+    ast_test_fill(o, 16, 6, 1, 2);
+    ast_cpu_attention(2, 0, 1, 8, q, 8, q, 8, q, 8, o, 8, lse, 0.5f);
+    int zero = 1;
+    for (int i = 0; i < 16; i++) zero &= o[i] == 0.0f;
+    CHECK(zero && isinf(lse[0]) && lse[0] < 0 && isinf(lse[1]), "attention Lk=0: o/lse not 0/-inf");
 }
 
 /* ---- norms and activations ------------------------------------------------------------- */
