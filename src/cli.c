@@ -26,6 +26,12 @@ int ast_cli_fail(const ast_cli *cli) {
     return AST_EXIT_FAIL;
 }
 
+int ast_cli_seen(const ast_cli *cli, const char *name) {
+    for (int i = 0; i < cli->nargs; i++)
+        if (strcmp(cli->args[i].name, name) == 0) return cli->args[i].seen;
+    return 0;
+}
+
 static void print_help(const ast_cli *cli) {
     printf("%s — %s\n\nUsage: %s\n\nOptions:\n", cli->prog, cli->summary, cli->usage);
     for (int i = 0; i < cli->nargs; i++) {

@@ -46,6 +46,9 @@ int ast_cli_usage_error(const ast_cli *cli, const char *fmt, ...)
 #endif
     ;
 
+/* How many times option `name` was given (0 when absent or not an option of this tool). */
+int ast_cli_seen(const ast_cli *cli, const char *name);
+
 /* Prints "PROG: error: <ast_error_get()>" and returns AST_EXIT_FAIL. */
 int ast_cli_fail(const ast_cli *cli);
 

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "profile.h"
 #include "run.h"
 #include "sampler.h"
 
@@ -72,6 +73,35 @@ int main(int argc, char **argv) {
     if (prc) return AST_EXIT_USAGE;
     if (!out) return ast_cli_usage_error(&cli, "--out FILE is required");
     if (prompt && context) return ast_cli_usage_error(&cli, "give --prompt or --context, not both");
+    if (profile && ast_cli_seen(&cli, "--budget"))
+        return ast_cli_usage_error(&cli, "give --profile or --budget, not both");
+    /* A profile brings the settings it was searched with; options given on the command line
+     * win, and the compatibility check below refuses a run the profile does not fit. */
+    ast_profile prof;
+    int have_prof = 0;
+    if (profile) {
+        if (ast_profile_load(profile, &prof)) return ast_cli_fail(&cli);
+        have_prof = 1;
+        if (prof.sampler[0] && !ast_cli_seen(&cli, "--sampler")) sampler = prof.sampler;
+        if (!steps) steps = prof.steps;
+        if (isnan(shift)) shift = prof.shift;
+        if (isnan(guidance)) guidance = prof.guidance;
+        if (prof.pixel_frames > 0 && !frames && !height && !width) {
+            frames = prof.pixel_frames;
+            height = prof.pixel_height;
+            width = prof.pixel_width;
+        }
+        if (prof.has_tokenwise) {
+            if (!ast_cli_seen(&cli, "--cache"))
+                cache = prof.tokenwise.cache == AST_CACHE_OUTPUT ? "output" : "residual";
+            if (!ast_cli_seen(&cli, "--w-alpha")) w_alpha = prof.tokenwise.w_alpha;
+            if (!ast_cli_seen(&cli, "--w-beta")) w_beta = prof.tokenwise.w_beta;
+            if (!ast_cli_seen(&cli, "--delta-norm"))
+                delta_norm = prof.tokenwise.delta_normalize ? "mean" : "none";
+            if (!ast_cli_seen(&cli, "--sketch-dim") && prof.tokenwise.sketch_dim > 0)
+                sketch = prof.tokenwise.sketch_dim;
+        }
+    }
     ast_sampler_kind skind;
     if (strcmp(sampler, "unipc") == 0)
         skind = AST_SAMPLER_UNIPC;
@@ -99,6 +129,13 @@ int main(int argc, char **argv) {
     ast_sampler_params sp = {skind, steps ? steps : (c->default_steps ? c->default_steps : 50),
                              (float)(!isnan(shift) ? shift : (c->default_shift > 0 ? c->default_shift : 5.0)),
                              (float)(!isnan(guidance) ? guidance : (c->default_guidance > 0 ? c->default_guidance : 5.0))};
+    if (have_prof && prof.frames > 0 && prof.pixel_frames <= 0 && !frames && !height &&
+        !width) { /* only the latent shape is known: the pixels it decodes to */
+        int pix = ast_run_pixel_space(m);
+        frames = pix ? prof.frames : 4 * (prof.frames - 1) + 1;
+        height = pix ? prof.height : 8 * prof.height;
+        width = pix ? prof.width : 8 * prof.width;
+    }
     if (init_noise) {
         if (ast_run_read_latent(init_noise, m, &noise, &F, &H, &W)) goto fail;
     } else if (ast_run_latent_shape(m, frames, height, width, &F, &H, &W)) {
@@ -117,9 +154,10 @@ int main(int argc, char **argv) {
     budgets = ast_malloc(sizeof(float) * sp.steps, "the budgets");
     if (!budgets) goto fail;
     for (int i = 0; i < sp.steps; i++) budgets[i] = i == 0 ? 1.0f : (float)budget;
-    if (profile) {
-        ast_error_set("--profile: profiles are not supported by this build yet");
-        goto fail;
+    if (have_prof) {
+        if (ast_profile_check_compatible(&prof, c->model_id, m->hash, F, H, W, sp.steps))
+            goto fail;
+        memcpy(budgets, prof.budgets, sizeof(float) * sp.steps);
     }
     int tokenwise = 0;
     for (int i = 1; i < sp.steps; i++) tokenwise |= budgets[i] < 1.0f;
@@ -172,6 +210,7 @@ fail:
     if (rc != AST_EXIT_INTERRUPTED) rc = ast_cli_fail(&cli);
     else fprintf(stderr, "astraea-generate: interrupted; no output written\n");
 done:
+    if (have_prof) ast_profile_free(&prof);
     ast_engine_free(e);
     ast_model_free(m);
     free(ctx);
