@@ -77,8 +77,9 @@ static void print_summary(const char *db, int64_t run_id) {
     printf("device %s; search cost %lld evaluations, %s device time (%.0f s)\n", r.device,
            (long long)r.evaluations, cost, r.device_seconds);
     if (have_lat)
-        printf("latency model: %.4g + %.4g x theta s per forward (r2 %.4f), dense %.4g s\n", lm.a,
-               lm.b, lm.r2, lm.dense_s);
+        printf("latency model: %.4g + %.4g x theta s per forward (r2 %.4f), dense forward %.4g s, "
+               "%.4g s per step besides\n",
+               lm.a, lm.b, lm.r2, lm.dense_s > 0 ? lm.dense_s : lm.a + lm.b, lm.step_s);
     /* the five best candidates at the target speed */
     printf("\n%4s %6s %4s %-*s %8s %10s %8s %7s\n", "rank", "cand", "gen", r.steps, "budgets (X=1.0)",
            "speedup", "mse", "psnr", "ssim");
@@ -360,7 +361,8 @@ int main(int argc, char **argv) {
         printf("latency model%s: %.4g + %.4g x theta s per forward (r2 %.3f), dense %.4g s; band "
                "sum of levels [%d, %d] (target mean budget %.3f)\n",
                e.calibrated_now ? " (quick calibration)" : "", e.latency.a, e.latency.b,
-               e.latency.r2, e.latency.dense_s, e.band.lo, e.band.hi, e.theta_mean);
+               e.latency.r2, e.latency.dense_s > 0 ? e.latency.dense_s : e.latency.a + e.latency.b,
+               e.band.lo, e.band.hi, e.theta_mean);
         if (e.run_id) printf("these parameters continue run %lld\n", (long long)e.run_id);
         printf("estimated device time: %s (%.0f s)\n", total, e.total_s);
         return AST_EXIT_OK;
