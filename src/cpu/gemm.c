@@ -14,7 +14,7 @@
  *   - OpenMP: the output is cut into tasks of (row range x panel range). Cutting columns first
  *     costs nothing (each task packs its own part of W); rows are cut only when there are too
  *     few panels to keep every thread busy (then W is packed once per row range).
- * Bias is added in the first K slice, GELU applied to each micro-tile in the last one. */
+ * Bias is added in the first K slice, GELU to each row block right after the last one. */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -72,7 +72,7 @@ static void pack_panel(const gemm_job *g, int n0, int nv, int k0, int kc, float 
 /* y[i .. i+mr, n0 .. n0+nr] (op)= x[i .. i+mr, k0 .. k0+kc] · panel (+ bias). A partial panel
  * (nr < 16) goes through a 6x16 staging tile so the kernel always writes 16 columns. */
 static void micro_tile(const gemm_job *g, int i, int mr, int n0, int nr, int k0, int kc,
-                       const float *panel, int beta, const float *bias, int gelu) {
+                       const float *panel, int beta, const float *bias) {
     const float *a = g->x + (ptrdiff_t)i * g->ldx + k0;
     float *c = g->y + (ptrdiff_t)i * g->ldy + n0;
     if (nr == AST_UK_NR) {
@@ -87,8 +87,6 @@ static void micro_tile(const gemm_job *g, int i, int mr, int n0, int nr, int k0,
                          bias ? bt : NULL);
         for (int r = 0; r < mr; r++) memcpy(c + r * g->ldy, ct + r * AST_UK_NR, row);
     }
-    if (gelu)
-        for (int r = 0; r < mr; r++) g->simd->gelu_tanh(c + r * g->ldy, nr);
 }
 
 static void fill_nan(float *y, ptrdiff_t ldy, int rows, int c0, int c1) {
@@ -120,9 +118,12 @@ static void gemm_task(const gemm_job *g, int m0, int m1, int p0, int p1) {
                 const float *panel = packed + (size_t)(p - p0) * kc * AST_UK_NR;
                 const float *bias = first && g->bias ? g->bias + n0 : NULL;
                 for (int i = i0; i < i1; i += AST_UK_MR)
-                    micro_tile(g, i, imin(AST_UK_MR, i1 - i), n0, nr, k0, kc, panel, beta, bias,
-                               last && g->gelu);
+                    micro_tile(g, i, imin(AST_UK_MR, i1 - i), n0, nr, k0, kc, panel, beta, bias);
             }
+            if (last && g->gelu) /* the block is still in cache; whole rows of the task at once */
+                for (int i = i0; i < i1; i++)
+                    g->simd->gelu_tanh(g->y + (ptrdiff_t)i * g->ldy + p0 * AST_UK_NR,
+                                       imin(g->N, p1 * AST_UK_NR) - p0 * AST_UK_NR);
         }
     }
 }
