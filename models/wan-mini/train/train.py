@@ -72,7 +72,7 @@ def parse_args(argv=None):
     ap.add_argument("--ckpt-seconds", type=float, default=60.0)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--bf16", type=int, choices=(0, 1), help="bf16 autocast (default: on for CUDA)")
-    ap.add_argument("--compile", type=int, choices=(0, 1), default=0, help="torch.compile the model (torch 2.x; costs start-up time)")
+    ap.add_argument("--compile", type=int, choices=(0, 1), default=0, help="torch.compile the model (torch 2.x; costs start-up time; not yet measured)")
     ap.add_argument("--fast-rope", type=int, choices=(0, 1), default=1,
                     help="apply RoPE in fp32 instead of wan_ref's fp64 while training (inference unchanged)")
     ap.add_argument("--steps", type=int, default=20, help="config.json default sampling steps")
