@@ -73,6 +73,12 @@ static int ee_generate(void *user, int p, const float *budgets, float *out, doub
     ast_generate_stats st;
     memset(&st, 0, sizeof st);
     if (ast_generate(g, &e->sp, budgets, e->noise, out, NULL, NULL, &st) != 0) return -1;
+    /* a dense reference must be finite (a candidate may diverge: quality.c ranks it last) */
+    if (!budgets && ast_run_check_result(e->model, out, (int64_t)e->model->cfg.out_dim *
+                                                            e->ep.frames * e->ep.height *
+                                                            e->ep.width,
+                                         "the dense reference") != 0)
+        return -1;
     *seconds = st.seconds;
     return 0;
 }

@@ -187,7 +187,7 @@ static void outfile_release(ast_outfile *o) {
     memset(o, 0, sizeof *o);
 }
 
-int ast_outfile_commit(ast_outfile *o) {
+int ast_outfile_finish(ast_outfile *o) {
     int rc = 0;
     if (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0) {
         rc = ast_fail("cannot write output '%s': %s (is the disk full?)", o->path,
@@ -197,12 +197,27 @@ int ast_outfile_commit(ast_outfile *o) {
         rc = ast_fail("cannot close output '%s': %s (is the disk full?)", o->path,
                       strerror(errno));
     o->f = NULL;
-    if (rc == 0 && rename(o->tmp_path, o->path) != 0)
+    if (rc != 0) {
+        unlink(o->tmp_path);
+        outfile_release(o);
+    }
+    return rc;
+}
+
+int ast_outfile_rename(ast_outfile *o) {
+    int rc = 0;
+    if (rename(o->tmp_path, o->path) != 0) {
         rc = ast_fail("cannot move '%s' into place as '%s': %s", o->tmp_path, o->path,
                       strerror(errno));
-    if (rc != 0) unlink(o->tmp_path);
+        unlink(o->tmp_path);
+    }
     outfile_release(o);
     return rc;
+}
+
+int ast_outfile_commit(ast_outfile *o) {
+    if (ast_outfile_finish(o) != 0) return -1;
+    return ast_outfile_rename(o);
 }
 
 void ast_outfile_abort(ast_outfile *o) {

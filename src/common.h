@@ -80,6 +80,11 @@ typedef struct {
 int ast_outfile_open(ast_outfile *o, const char *path);
 int ast_outfile_write(ast_outfile *o, const void *data, size_t bytes);
 int ast_outfile_commit(ast_outfile *o); /* closes; on failure removes the temp file */
+/* The first half of commit, for outputs of several files that appear together: flushes, fsyncs
+ * and closes the temp file, keeping it (on failure it is removed). Then ast_outfile_rename()
+ * puts it in place, or ast_outfile_abort() removes it. */
+int ast_outfile_finish(ast_outfile *o);
+int ast_outfile_rename(ast_outfile *o);
 void ast_outfile_abort(ast_outfile *o); /* closes and removes the temp file */
 
 /* Folder of the running executable (for finding models/ next to the build), or NULL. */

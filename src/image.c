@@ -3,6 +3,8 @@
  * atomic: nothing that looks complete is left behind on error. */
 #include "image.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <gif_lib.h>
 #include <png.h>
 #include <stdlib.h>
@@ -85,6 +87,13 @@ int ast_write_gif(const char *path, const float *clip, int F, int H, int W, int 
         goto done;
     }
     gif = NULL;
+    int fd = open(tmp, O_RDONLY); /* giflib closed it unsynced: sync before it appears */
+    if (fd < 0 || fsync(fd) != 0) {
+        ast_error_set("cannot write '%s': %s (is the disk full?)", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        goto done;
+    }
+    close(fd);
     if (rename(tmp, path) != 0) {
         ast_error_set("cannot move the GIF into place at '%s'", path);
         goto done;
@@ -102,49 +111,68 @@ done:
     return rc;
 }
 
-static int write_png(const char *path, const unsigned char *rgb, int W, int H) {
-    ast_outfile o;
-    if (ast_outfile_open(&o, path)) return -1;
+/* Writes one PNG into the temp file of o and finishes it (flushed, synced, closed, not yet in
+ * place); on failure o's temp file is removed. */
+static int write_png(ast_outfile *o, const unsigned char *rgb, int W, int H) {
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_write_struct(&png, &info);
-        ast_outfile_abort(&o);
-        return ast_fail("cannot write '%s': libpng could not start", path);
+        ast_error_set("cannot write '%s': libpng could not start", o->path);
+        ast_outfile_abort(o);
+        return -1;
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_write_struct(&png, &info);
-        ast_outfile_abort(&o);
-        return ast_fail("cannot write '%s': libpng failed (is the disk full?)", path);
+        ast_error_set("cannot write '%s': libpng failed (is the disk full?)", o->path);
+        ast_outfile_abort(o);
+        return -1;
     }
-    png_init_io(png, o.f);
+    png_init_io(png, o->f);
     png_set_IHDR(png, info, (png_uint_32)W, (png_uint_32)H, 8, PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
     for (int y = 0; y < H; y++) png_write_row(png, (png_const_bytep)(rgb + (size_t)y * W * 3));
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
-    return ast_outfile_commit(&o);
+    return ast_outfile_finish(o);
 }
 
+/* The frames appear together: every frame is written and synced to its temp file first, and
+ * only then are they all renamed into place, so a full disk leaves no frame behind (and keeps
+ * the frames of an earlier run at the same path as they were). */
 int ast_write_png_frames(const char *path, const float *clip, int F, int H, int W, int scale) {
     int SW = W * scale, SH = H * scale;
     size_t npix = (size_t)SW * SH;
     unsigned char *planes = ast_malloc(npix * 6, "PNG frame");
-    if (!planes) return -1;
+    ast_outfile *o = ast_calloc((size_t)F + 1, sizeof *o, "PNG frame files");
+    if (!planes || !o) {
+        free(planes);
+        free(o);
+        return -1;
+    }
     unsigned char *rgb = planes + 3 * npix;
     /* "clip.png" -> "clip-000.png", "clip-001.png", ... */
     size_t len = strlen(path);
     const char *ext = (len > 4 && strcmp(path + len - 4, ".png") == 0) ? path + len - 4 : path + len;
-    int rc = 0;
+    int rc = 0, done = 0;
     for (int f = 0; f < F && rc == 0; f++) {
         frame_planes(clip, F, H, W, f, scale, planes, planes + npix, planes + 2 * npix);
         for (size_t i = 0; i < npix; i++)
             for (int c = 0; c < 3; c++) rgb[i * 3 + c] = planes[c * npix + i];
         char name[4096];
         snprintf(name, sizeof name, "%.*s-%03d.png", (int)(ext - path), path, f);
-        rc = write_png(name, rgb, SW, SH);
+        rc = ast_outfile_open(&o[f], name);
+        if (rc == 0) rc = write_png(&o[f], rgb, SW, SH);
+        if (rc == 0) done = f + 1;
     }
+    for (int f = 0; f < done; f++) {
+        if (rc == 0)
+            rc = ast_outfile_rename(&o[f]);
+        else
+            ast_outfile_abort(&o[f]);
+    }
+    free(o);
     free(planes);
     return rc;
 }

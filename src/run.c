@@ -2,6 +2,7 @@
  * outputs, progress and Ctrl-C. */
 #include "run.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,18 @@ int ast_run_context(const ast_model *m, const char *prompt, const char *file, fl
         *ctx = ast_malloc(sizeof(float) * (size_t)(*L ? *L : 1) * c->text_dim, "the context");
         if (!*ctx) goto out;
         ast_tensor_to_f32(t, 0, ast_tensor_numel(t), *ctx);
+        for (int64_t i = 0; i < ast_tensor_numel(t); i++) {
+            if (!isfinite((*ctx)[i])) {
+                ast_error_set("'%s': tensor 'context' holds a NaN or Inf at row %lld, column %lld "
+                              "(the text encoder output is broken: make it again, "
+                              "docs/context.md)",
+                              file, (long long)(i / c->text_dim), (long long)(i % c->text_dim));
+                free(*ctx);
+                *ctx = NULL;
+                *L = 0;
+                goto out;
+            }
+        }
         rc = 0;
     out:
         ast_st_close(s);
@@ -147,6 +160,22 @@ int ast_run_write_output(const char *path, const ast_model *m, const float *x, i
     int scale = H >= 128 ? 1 : (128 + H - 1) / H; /* small clips are scaled up for viewing */
     return ends_with(path, ".gif") ? ast_write_gif(path, x, F, H, W, scale, 12)
                                    : ast_write_png_frames(path, x, F, H, W, scale);
+}
+
+int ast_run_check_result(const ast_model *m, const float *x, int64_t n, const char *what) {
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]) && bad++ == 0) first = i;
+    if (!bad) return 0;
+    if (ast_model_check_finite(m) != 0) {
+        ast_error_prefix("%s holds %lld NaN/Inf values", what, (long long)bad);
+        return -1;
+    }
+    return ast_fail("%s holds %lld NaN/Inf values (the first at flat index %lld) although the "
+                    "weights and inputs are finite: the computation diverged; nothing was "
+                    "written (try more --steps, the dense run --budget 1, or --backend cpu to "
+                    "compare)",
+                    what, (long long)bad, (long long)first);
 }
 
 int ast_run_read_latent(const char *path, const ast_model *m, float **x, int *F, int *H, int *W) {

@@ -39,6 +39,12 @@ int ast_run_check_output(const char *path, const ast_model *m);
 int ast_run_write_output(const char *path, const ast_model *m, const float *x, int F, int H,
                          int W);
 
+/* Checks a result (n floats) before it is written: 0 when every value is finite. Otherwise -1
+ * with an error that names the cause: a NaN/Inf weight (ast_model_check_finite scans the
+ * checkpoint) or, with finite weights and inputs, a diverged computation. `what` names the
+ * result in the message ("the final latent"). */
+int ast_run_check_result(const ast_model *m, const float *x, int64_t n, const char *what);
+
 /* Reads "x" [C, F, H, W] F32 from a safetensors file and checks it against the model. */
 int ast_run_read_latent(const char *path, const ast_model *m, float **x, int *F, int *H, int *W);
 

@@ -102,6 +102,12 @@ enum { AST_KEYS_ORIGINAL = 0, AST_KEYS_DIFFUSERS = 1 };
 int ast_model_load(const char *spec, const char *expect_id, ast_model **out);
 void ast_model_free(ast_model *m);
 
+/* Scans every tensor of the checkpoint for NaN/Inf; -1 with an error naming the first tensor
+ * that holds one. ast_model_load already refuses NaN/Inf in the small vectors, and in every
+ * tensor of a checkpoint up to 256 MiB; for larger ones (Wan2.1) this full read runs only when
+ * an output is non-finite (ast_run_check_result). */
+int ast_model_check_finite(const ast_model *m);
+
 /* Returns the shapes the config implies for every tensor, in original key names, for the
  * loader and for tests (e.g. checking the full 1.3B key list). *n_out = count. The returned
  * array and its strings are owned by the caller (free with ast_wan_key_table_free). */

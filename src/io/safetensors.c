@@ -498,9 +498,8 @@ int ast_st_parse_buffer(const void *buf, size_t len, const char *name, ast_st_se
 static int st_add_path(ast_st_set *s, const char *path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return ast_fail("cannot open checkpoint file '%s': %s (check the path, or pass "
-                        "--checkpoint DIR with a Wan2.1 checkpoint folder)",
-                        path, strerror(errno));
+        return ast_fail("cannot open safetensors file '%s': %s (check the path)", path,
+                        strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;

@@ -878,6 +878,62 @@ static int wan_check(const char *where, const ast_st_set *s, wan_keystyle ks, co
                     missing, bad, extra, missing + bad + extra == 1 ? "" : "s", report_text(&r));
 }
 
+/* ---- NaN / Inf in the weights ----------------------------------------------------------------
+ * A checkpoint with a NaN or Inf weight (a damaged file, a diverged training run) would give NaN
+ * video after minutes of work and no clue why, so the loader refuses it, naming the tensor.
+ * Cost: the small vectors are checked as they are converted (free). The matrices are checked at
+ * load when the checkpoint is at most WAN_SCAN_AT_LOAD bytes (wan-mini, test checkpoints: its
+ * files are read whole for the hash anyway); a Wan2.1 checkpoint (5.7 / 57 GB) is not read whole
+ * at load, so its matrices are scanned by ast_model_check_finite() only when an output turns out
+ * non-finite (ast_run_check_result), which then names the tensor. The scan reads exponent bits
+ * only: about memory bandwidth, ~1 s per 5 GB on two cores. */
+#define WAN_SCAN_AT_LOAD (256ull << 20)
+
+/* Number of NaN/Inf elements of t; *first = the first one's flat index (when any). */
+static int64_t wan_count_nonfinite(const ast_tensor *t, int64_t *first) {
+    const unsigned char *p = t->data;
+    int64_t n = ast_tensor_numel(t), bad = 0, lo = INT64_MAX;
+    size_t es = ast_dtype_size(t->dtype);
+    uint32_t mask = t->dtype == AST_DT_F32 ? 0x7f800000u : t->dtype == AST_DT_BF16 ? 0x7f80u
+                    : t->dtype == AST_DT_F16 ? 0x7c00u : 0u;
+    if (!mask) return 0;
+#pragma omp parallel for reduction(+ : bad) reduction(min : lo) if (n > (1 << 20))
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t v = 0;
+        if (es == 4) {
+            memcpy(&v, p + i * 4, 4);
+        } else {
+            uint16_t h;
+            memcpy(&h, p + i * 2, 2);
+            v = h;
+        }
+        if ((v & mask) == mask) {
+            bad++;
+            if (i < lo) lo = i;
+        }
+    }
+    *first = lo;
+    return bad;
+}
+
+static int wan_nonfinite_fail(const char *where, const ast_tensor *t, int64_t bad, int64_t first) {
+    float v = ast_tensor_get_f32(t, first);
+    return ast_fail("checkpoint '%s': tensor '%s' holds %lld NaN/Inf value%s (the first, %s, at "
+                    "flat index %lld): the file is damaged or the weights diverged in training; "
+                    "re-download the checkpoint",
+                    where, t->name ? t->name : "?", (long long)bad, bad == 1 ? "" : "s",
+                    isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (long long)first);
+}
+
+int ast_model_check_finite(const ast_model *m) {
+    for (int i = 0; i < ast_st_count(m->files); i++) {
+        const ast_tensor *t = ast_st_at(m->files, i);
+        int64_t first = 0, bad = wan_count_nonfinite(t, &first);
+        if (bad) return wan_nonfinite_fail(m->path, t, bad, first);
+    }
+    return 0;
+}
+
 /* Binds views and fills the fp32 arena. The slots carry destinations into m->w. */
 static int wan_bind(ast_model *m, wan_keystyle ks, const wan_slot *sl, int n) {
     size_t floats = 0;
@@ -895,7 +951,8 @@ static int wan_bind(ast_model *m, wan_keystyle ks, const wan_slot *sl, int n) {
         const ast_tensor *t = ast_st_find(m->files, wan_key_name(ks, sl[i].name, nm, sizeof nm));
         if (!t) return ast_fail("internal error: '%s' vanished after the check", nm);
         if (sl[i].is_vec) {
-            int64_t k = ast_tensor_numel(t);
+            int64_t k = ast_tensor_numel(t), first = 0, bad = wan_count_nonfinite(t, &first);
+            if (bad) return wan_nonfinite_fail(m->path, t, bad, first);
             ast_tensor_to_f32(t, 0, k, m->arena + off);
             *sl[i].vec = m->arena + off;
             off += ((size_t)k + 15) & ~(size_t)15;
@@ -1064,6 +1121,9 @@ static int model_load(ast_model *m, const char *spec, const char *expect_id) {
     if (rc == 0) rc = wan_bind(m, ks, sl, n);
     free(sl);
     if (rc != 0) return -1;
+    uint64_t bytes = 0;
+    for (int i = 0; i < ast_st_count(m->files); i++) bytes += ast_st_at(m->files, i)->nbytes;
+    if (bytes <= WAN_SCAN_AT_LOAD && ast_model_check_finite(m) != 0) return -1;
     snprintf(m->hash, sizeof m->hash, "%s", ast_st_hash(m->files));
     return 0;
 }

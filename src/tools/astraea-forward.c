@@ -79,7 +79,10 @@ int main(int argc, char **argv) {
         ast_engine_forward(e, 0, x, t, 1.0f, y, NULL))
         goto fail;
     ast_st_entry oe = {"out", AST_DT_F32, 4, {c->out_dim, tx->shape[1], tx->shape[2], tx->shape[3]}, y};
-    if (ast_st_write(out, &oe, 1, NULL, 0)) goto fail;
+    if (ast_run_check_result(m, y, oe.shape[0] * oe.shape[1] * oe.shape[2] * oe.shape[3],
+                             "the forward's output") ||
+        ast_st_write(out, &oe, 1, NULL, 0))
+        goto fail;
     rc = AST_EXIT_OK;
     goto done;
 in_fail:

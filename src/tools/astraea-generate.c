@@ -201,7 +201,9 @@ int main(int argc, char **argv) {
         if (ast_run_interrupted()) rc = AST_EXIT_INTERRUPTED;
         goto fail;
     }
-    if (ast_run_write_output(out, m, result, F, H, W)) goto fail;
+    if (ast_run_check_result(m, result, (int64_t)c->out_dim * F * H * W, "the final latent") ||
+        ast_run_write_output(out, m, result, F, H, W))
+        goto fail;
     ast_log(1, "astraea-generate: wrote %s (%.2f s, %d forwards, %.1f ms per forward)\n", out,
             st.seconds, st.forwards, 1e3 * st.forward_seconds / (st.forwards ? st.forwards : 1));
     rc = AST_EXIT_OK;

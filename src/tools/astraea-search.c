@@ -125,7 +125,7 @@ static int list_runs(const char *db) {
     ast_store *s = NULL;
     ast_run_info *v = NULL;
     int n = 0;
-    if (ast_store_open(db, 0, &s) != 0 || ast_store_runs_list(s, &v, &n) != 0) {
+    if (ast_store_open(db, 1, &s) != 0 || ast_store_runs_list(s, &v, &n) != 0) {
         ast_store_close(s);
         return -1;
     }
