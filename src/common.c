@@ -30,10 +30,16 @@ void ast_error_prefix(const char *fmt, ...) {
     vsnprintf(ctx, sizeof ctx, fmt, ap);
     va_end(ap);
     memcpy(old, g_errmsg, sizeof old);
-    if (old[0])
-        snprintf(g_errmsg, sizeof g_errmsg, "%s: %s", ctx, old);
-    else
-        snprintf(g_errmsg, sizeof g_errmsg, "%s: failed (no detail recorded)", ctx);
+    const char *tail = old[0] ? old : "failed (no detail recorded)";
+    /* "<ctx>: <old>", truncated to the buffer (the context comes first: it names the input) */
+    size_t n = strlen(ctx);
+    if (n > sizeof g_errmsg - 3) n = sizeof g_errmsg - 3;
+    memcpy(g_errmsg, ctx, n);
+    memcpy(g_errmsg + n, ": ", 2);
+    size_t room = sizeof g_errmsg - n - 3, m = strlen(tail);
+    if (m > room) m = room;
+    memcpy(g_errmsg + n + 2, tail, m);
+    g_errmsg[n + 2 + m] = 0;
 }
 
 const char *ast_error_get(void) { return g_errmsg; }
