@@ -100,6 +100,15 @@ if $S $SYN --synthetic-ms 0 --quiet >"$T/log" 2>&1 && $S --db "$T/int.db" --list
     ok "interrupted run resumed to done by the same command"
 else bad "resume after Ctrl-C: $(tail -3 "$T/log")"; fi
 
+# ---- --max-evals pauses a run; --resume RUN finishes it with the stored parameters
+$S --model synthetic --target-speedup 1.7x --steps 10 $GA --db "$T/res.db" --max-evals 5 >"$T/log" 2>&1; rc=$?
+if [ $rc -eq 0 ] && grep -q "stopped after 5 evaluations" "$T/log" \
+    && $S --resume 1 --db "$T/res.db" --quiet >"$T/log2" 2>&1 && $S --db "$T/res.db" --list | grep -q done; then
+    ok "--max-evals 5 then --resume 1"
+else bad "--max-evals/--resume: exit $rc: $(tail -2 "$T/log") $(tail -2 "$T/log2" 2>/dev/null)"; fi
+$S --resume 1 --target-speedup 3x --db "$T/res.db" >"$T/log" 2>&1; rc=$?
+[ $rc -eq 2 ] && ok "--resume with --target-speedup is a usage error" || bad "--resume + --target-speedup: exit $rc"
+
 # ---- export: profile, front pick, plot; a speed the front does not reach is a clear error
 if $E --db "$T/int.db" --out "$T/p.json" >/dev/null 2>&1 && grep -q '"measured_speedup"' "$T/p.json" \
     && grep -q '"format_version":.*1' "$T/p.json"; then ok "export of the run's best"; else bad "export: $(cat "$T/p.json" 2>&1 | head -5)"; fi
