@@ -242,7 +242,7 @@ pair=$(printf '%s\n%s\n' "$(fp "$T/t1.json")" "$(fp "$T/t2.json")" | sort); solo
 integ=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('pragma integrity_check').fetchone()[0])" "$T/two.db")
 if [ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ "$integ" = ok ] && [ -n "$(fp "$T/s11.json")" ] && [ "$pair" = "$solo" ]; then
     ok "two searches (different runs) at once on one DB: both done, integrity ok, each equal to its solo run"
-else bad "two searches at once: exits $r1/$r2, integrity $integ, $(tail -2 "$T/two1.log" "$T/two2.log")"; fi
+else bad "two searches at once: exits $r1/$r2, integrity $integ, logs: $(cat "$T/two1.log" "$T/two2.log" | head -c 600)"; fi
 $S $TWO --seed 11 --synthetic-ms 30 --db "$T/same.db" >/dev/null 2>&1 & p1=$!
 sleep 1
 expect "the same run from a second process" 1 "being searched by another process \(pid [0-9]+" "" $S $TWO --seed 11 --synthetic-ms 30 --db "$T/same.db"

@@ -424,7 +424,9 @@ static void test_resume_equality(void) {
             ast_search_result kr;
             _exit(ast_search_run(&kc, &kr) == 0 ? 0 : 3);
         }
-        struct timespec ts = {0, (long)(2 + ast_rng_below(&r, 40)) * 1000000L};
+        /* the window grows with the attempts, so a slow machine (a loaded CI box, a sanitizer
+         * build) whose sessions need longer than 40 ms to commit still makes progress */
+        struct timespec ts = {0, (long)(2 + ast_rng_below(&r, 40 + attempt)) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
         int st = 0;
