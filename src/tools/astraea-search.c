@@ -245,6 +245,7 @@ int main(int argc, char **argv) {
     ast_search_config c;
     ast_search_config_default(&c);
     const char *latency_model = NULL, *out = NULL, *validate = NULL, *validate_json = NULL;
+    const char *preset = "paper";
     int seed = 0, noise_seed = 1000, resume = 0, gpu = 0, max_evals = 0, synthetic_ms = 0;
     double target = 0;
     bool dry_run = false, list = false, st = false, break_lock = false, quiet = false;
@@ -270,6 +271,7 @@ int main(int argc, char **argv) {
         {"--w-alpha", AST_ARG_DOUBLE, &c.w_alpha, "W", "token selection weight of LSE x delta (default: the engine's)", 0, 1000, 0},
         {"--w-beta", AST_ARG_DOUBLE, &c.w_beta, "W", "token selection weight of exp(skip) (default: the engine's)", 0, 1000, 0},
         {"--cache", AST_ARG_STRING, &c.cache, "MODE", "token-wise cache: residual or output (default: the engine's)", 0, 0, 0},
+        {"--preset", AST_ARG_STRING, &preset, "NAME", "GA size: paper (default: 50 + 30x30 candidates, 4 prompts) or quick (24 + 12x16, 2 prompts: ~6 min for wan-mini on 2 CPU cores); explicit options win", 0, 0, 0},
         {"--population", AST_ARG_INT, &g->population, "N", "initial population (paper: 50)", 2, 100000, 0},
         {"--parents", AST_ARG_INT, &g->parents, "N", "best candidates kept as parents (10)", 1, 100000, 0},
         {"--elites", AST_ARG_INT, &g->elites, "N", "best parents kept whatever the children (2)", 0, 100000, 0},
@@ -316,6 +318,18 @@ int main(int argc, char **argv) {
     if (prc == 1) return AST_EXIT_OK;
     if (prc) return AST_EXIT_USAGE;
     if (quiet) ast_log_level = 0;
+    if (strcmp(preset, "quick") == 0) {
+        /* sized for the CPU: ~220 evaluations of 2 prompts; every field stays overridable */
+        const struct { const char *flag; int *field; int value; } quick[] = {
+            {"--n-prompts", &c.n_prompts, 2},      {"--population", &g->population, 24},
+            {"--parents", &g->parents, 8},         {"--children", &g->children, 16},
+            {"--generations", &g->generations, 12},
+        };
+        for (size_t i = 0; i < sizeof quick / sizeof *quick; i++)
+            if (!ast_cli_seen(&cli, quick[i].flag)) *quick[i].field = quick[i].value;
+    } else if (strcmp(preset, "paper") != 0) {
+        return ast_cli_usage_error(&cli, "--preset must be paper or quick, got '%s'", preset);
+    }
     if (st) return self_test();
     if (list) return list_runs(c.db_path) == 0 ? AST_EXIT_OK : ast_cli_fail(&cli);
     if (validate) {
