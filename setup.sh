@@ -9,10 +9,10 @@ cd "$(dirname "$0")"
 build=${BUILD_DIR:-build}
 
 # Build: compiler, meson/ninja, SQLite (search store), cJSON (profiles, configs), libpng + giflib
-# (clip output), OpenMP (gcc). Tests: OpenMPI (multi-rank search test), clang (fuzz smoke),
-# gnuplot (Pareto plots).
+# (clip output), OpenMP (gcc). Tests: OpenMPI (multi-rank search test), clang + libFuzzer + clang's
+# OpenMP (fuzz smoke and the sanitizer build, docs/fuzzing.md), gnuplot (Pareto plots).
 pkgs="gcc meson ninja-build pkg-config libsqlite3-dev libcjson-dev libpng-dev libgif-dev
-      libopenmpi-dev openmpi-bin gnuplot-nox clang libclang-rt-14-dev"
+      libopenmpi-dev openmpi-bin gnuplot-nox clang libclang-rt-14-dev libomp-dev"
 
 if [ "${1:-}" != "--no-apt" ] && command -v dpkg-query >/dev/null; then
     missing=""

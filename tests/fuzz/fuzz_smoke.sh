@@ -21,3 +21,6 @@ if [ ! -x "$dir/tests/fuzz/fuzz_safetensors" ]; then
     exit 77
 fi
 meson test -C "$dir" --suite fuzz --print-errorlogs --num-processes 1 --logbase fuzzlog
+rc=$?
+grep -hE "^(ok|FAIL) " "$dir/meson-logs/fuzzlog.txt" # one line per target: runs, corpus, crashes
+exit $rc
