@@ -22,7 +22,7 @@ if [ "${AST_SANITIZE:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
         ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:log_path=$reports/asan" \
         UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
             meson test -C "$san" --suite cpu --print-errorlogs --num-processes "${TEST_JOBS:-2}" \
-            --logbase sanitize
+            --timeout-multiplier 3 --logbase sanitize # sanitized code runs 2-10x slower
         logs+=("$san/meson-logs/sanitize.json")
     else
         cat /tmp/astraea-sanitize-$$.log

@@ -76,9 +76,11 @@ if [ "${AST_SANITIZE:-none}" = none ] && ls "$MODELS"/wan-mini/*.safetensors >/d
 else
     echo "note: sanitizer build (${AST_SANITIZE:-none}) or wan-mini weights not installed in $MODELS/wan-mini: using the tiny fixture checkpoint"
     printf '%s\n' "$(cd "$FX" && pwd)/sample_in.safetensors" "$(cd "$FX" && pwd)/forward_in.safetensors" >"$T/prompts.txt"
+    # 6 steps, 18 evaluations x 2 prompts (~220 forwards of a 72-token model)
     resume_case tiny-engine --model "$FX/orig_f32" --prompts "$T/prompts.txt" --frames 9 --height 64 \
-        --width 96 --steps 8 --guidance 1 --backend cpu --target-speedup 1.5x \
-        --latency-model 0.0008,0.001 $GA
+        --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x \
+        --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 \
+        --generations 3 --seed 3 --measure-repeats 1
 fi
 
 # ---- the synthetic stand-in (each generation sleeps 3 ms so kills land mid-run)
