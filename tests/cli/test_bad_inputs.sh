@@ -104,6 +104,10 @@ cp "$T/ctx.safetensors" "$T/ctxinf.safetensors"; patch_st "$T/ctxinf.safetensors
 expect "Inf in a context file" 1 "ctxinf.safetensors': tensor 'context' holds a NaN or Inf at row 0, column 40" "$T/o15.safetensors" $G $W --context "$T/ctxinf.safetensors" --out "$T/o15.safetensors"
 $ST extract "$FX/forward_in.safetensors" x "$T/wrongctx.safetensors" context
 expect "context of the wrong shape" 1 "tensor 'context' must be \[L <= " "$T/o16.safetensors" $G $W --context "$T/wrongctx.safetensors" --out "$T/o16.safetensors"
+cp "$T/ctx.safetensors" "$T/ctxi32.safetensors"; patch_st "$T/ctxi32.safetensors" "h['context']['dtype'] = 'I32'; s = json.dumps(h).encode(); s += b' ' * (-len(s) % 8); b = bytearray(struct.pack('<Q', len(s)) + s + b[data:])"
+expect "context of the wrong dtype" 1 "tensor 'context' must be F32, BF16 or F16, got I32" "$T/o16b.safetensors" $G $W --context "$T/ctxi32.safetensors" --out "$T/o16b.safetensors"
+cp "$T/noise.safetensors" "$T/noisei32.safetensors"; patch_st "$T/noisei32.safetensors" "h['x']['dtype'] = 'I32'; s = json.dumps(h).encode(); s += b' ' * (-len(s) % 8); b = bytearray(struct.pack('<Q', len(s)) + s + b[data:])"
+expect "--init-noise of the wrong dtype" 1 "tensor 'x' must be F32, got I32" "$T/o16c.safetensors" $G --checkpoint "$FX/orig_f32" --init-noise "$T/noisei32.safetensors" --context "$T/ctx.safetensors" --guidance 1 --steps 2 --out "$T/o16c.safetensors"
 expect "context file missing" 1 "cannot open safetensors file '$T/nope.safetensors': No such file" "$T/o17.safetensors" $G $W --context "$T/nope.safetensors" --out "$T/o17.safetensors"
 cp "$T/noise.safetensors" "$T/noisenan.safetensors"; patch_st "$T/noisenan.safetensors" "put('x', 5, float('nan'))"
 expect "NaN in --init-noise" 1 "NaN or Inf at flat index 5" "$T/o18.safetensors" $G --checkpoint "$FX/orig_f32" --init-noise "$T/noisenan.safetensors" --context "$T/ctx.safetensors" --guidance 1 --steps 2 --out "$T/o18.safetensors"
