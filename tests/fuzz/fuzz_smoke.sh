@@ -17,7 +17,7 @@ if ! out=$(bash "$src/tests/fuzz/sanitize_build.sh" "$dir" 2>&1); then
 fi
 echo "$out"
 if [ ! -x "$dir/tests/fuzz/fuzz_safetensors" ]; then
-    echo "fuzz_smoke: SKIP: clang cannot link libFuzzer (-fsanitize=fuzzer; install libclang-rt-14-dev and libomp-dev)"
+    echo "fuzz_smoke: SKIP: no fuzz targets in $dir: clang cannot link libFuzzer (install libclang-rt-14-dev and libomp-dev), or $dir was configured without clang (remove it to remake it)"
     exit 77
 fi
 meson test -C "$dir" --suite fuzz --print-errorlogs --num-processes 1 --logbase fuzzlog
