@@ -3,6 +3,7 @@
 # them open): for each option set, generate with a uniform budget on the shipped wan-mini and
 # compare with the dense output of the same prompt and seed (PSNR/SSIM in pixel space).
 #   bash bench/tokenwise_study.sh [BUILD_DIR] [BUDGET ...]       -> table on stdout
+#   STUDY_CONFIGS="name|--w-alpha 0.1;..." bash bench/tokenwise_study.sh   other option sets
 set -u
 B=${1:-build}; shift || true
 BUDGETS=${*:-0.4 0.25}
@@ -23,6 +24,8 @@ CONFIGS=(
   "raw-delta|--w-alpha 1 --w-beta 0.5 --delta-norm none"
   "strong-penalty|--w-alpha 1 --w-beta 2"
 )
+# STUDY_CONFIGS="name|args;name|args" replaces the list above
+if [ -n "${STUDY_CONFIGS:-}" ]; then IFS=';' read -r -a CONFIGS <<<"$STUDY_CONFIGS"; fi
 gen() { $B/astraea-generate --model wan-mini --backend cpu --quiet --prompt "$1" --seed "$2" --out "$3" "${@:4}"; }
 for i in "${!PROMPTS[@]}"; do gen "${PROMPTS[$i]}" $((100+i)) $T/dense$i.safetensors || exit 1; done
 printf "%-16s %-7s %10s %9s %8s\n" config budget mse psnr_dB ssim

@@ -28,7 +28,10 @@ int main(int argc, char **argv) {
     const char *delta_norm = "mean";
     int sketch = 32;
     int frames = 0, height = 0, width = 0, steps = 0, seed = 42, gpu = 0;
-    double shift = NAN, guidance = NAN, budget = 1.0, w_alpha = 1.0, w_beta = 0.5;
+    ast_tokenwise_opts tw_default;
+    ast_tokenwise_opts_default(&tw_default);
+    double shift = NAN, guidance = NAN, budget = 1.0, w_alpha = tw_default.w_alpha,
+           w_beta = tw_default.w_beta;
     bool quiet = false;
     ast_arg args[] = {
         {"--model", AST_ARG_STRING, &model, "ID|DIR", "model: wan-mini (default, shipped), or a checkpoint folder", 0, 0, 0},
@@ -49,7 +52,7 @@ int main(int argc, char **argv) {
         {"--profile", AST_ARG_STRING, &profile, "FILE", "budget profile JSON from astraea-export (token-wise acceleration)", 0, 0, 0},
         {"--budget", AST_ARG_DOUBLE, &budget, "THETA", "one token budget for every step after the first (default 1 = dense)", 0, 1, 0},
         {"--cache", AST_ARG_STRING, &cache, "MODE", "token-wise cache: residual (default) or output", 0, 0, 0},
-        {"--w-alpha", AST_ARG_DOUBLE, &w_alpha, "W", "selection weight of LSE x delta (default 1.0)", 0, 1000, 0},
+        {"--w-alpha", AST_ARG_DOUBLE, &w_alpha, "W", "selection weight of LSE x delta (default 0, measured on wan-mini; the paper's is 1)", 0, 1000, 0},
         {"--w-beta", AST_ARG_DOUBLE, &w_beta, "W", "selection weight of exp(skip) (default 0.5)", 0, 1000, 0},
         {"--delta-norm", AST_ARG_STRING, &delta_norm, "MODE", "scale of delta in the score: mean (default: delta / its mean over tokens) or none", 0, 0, 0},
         {"--sketch-dim", AST_ARG_INT, &sketch, "R", "width of the random projection that estimates delta (default 32)", 1, 1024, 0},

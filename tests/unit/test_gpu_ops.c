@@ -886,6 +886,7 @@ static void test_topk(ast_rng *rng) {
     for (int v = 0; v < 3; v++) {
         ast_tokenwise_opts o;
         ast_tokenwise_opts_default(&o);
+        o.w_alpha = 1.0f; /* both terms of the score exercised */
         o.delta_normalize = v != 1;
         if (v == 2) memcpy(ref, sk, sizeof(float) * n * r); /* every Δ = 0: mean 0 */
         h2d(dref, ref, sizeof(float) * n * r);

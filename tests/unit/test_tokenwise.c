@@ -50,6 +50,8 @@ int main(void) {
     for (int i = 0; i < n; i++) skip[i] = ast_rng_below(&r, 30);
     ast_tokenwise_opts o;
     ast_tokenwise_opts_default(&o);
+    o.w_alpha = 1.0f; /* the paper's weights: both terms exercised */
+    o.w_beta = 0.5f;
     ast_tw_scores(n, rdim, sk, ref, lse, skip, &o, sc);
     double mean = 0;
     double *delta = malloc(sizeof(double) * n);
