@@ -13,10 +13,14 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "backend.h"
+#include "workers.h"
 
 /* Candidate ranking key: generation-major, so ties never depend on storage order. */
 #define KEY_GEN 100000
@@ -287,9 +291,12 @@ static int config_from_stored(const ast_run_info *r, const ast_search_config *gi
                         (long long)r->id);
     }
     c->model = spec->valuestring;
-    c->frames = cJSON_GetArrayItem(lat, 0)->valueint;
-    c->height = cJSON_GetArrayItem(lat, 1)->valueint;
-    c->width = cJSON_GetArrayItem(lat, 2)->valueint;
+    /* the size as asked: pixels where the model has them (a VAE model maps them to the latent) */
+    const cJSON *pix = cJSON_GetObjectItemCaseSensitive(o, "pixels");
+    const cJSON *size = cJSON_IsArray(pix) && cJSON_GetArraySize(pix) == 3 ? pix : lat;
+    c->frames = cJSON_GetArrayItem(size, 0)->valueint;
+    c->height = cJSON_GetArrayItem(size, 1)->valueint;
+    c->width = cJSON_GetArrayItem(size, 2)->valueint;
     c->sampler = sm->valuestring;
     c->backend = strcmp(be->valuestring, "synthetic") == 0 ? "auto" : be->valuestring;
     int n = cJSON_GetArraySize(pr);
@@ -432,6 +439,9 @@ typedef struct {
     float *out;             /* scratch output latent */
     int64_t n;              /* latent elements */
     cand_list cands;
+    ast_search_config wc;   /* the run's configuration with its prompts resolved: what every
+                               worker's evaluator is made from */
+    ast_eval_pool *pool;    /* evaluation workers, while generations run */
     ast_search_progress prog;
     double t_start, eval_s_now;
     int evaluated_now;
@@ -458,7 +468,9 @@ static void update_best(search_ctx *x) {
         x->prog.best_speedup = b->predicted_speedup;
     }
     int left = x->prog.evals_total - x->cands.n;
-    x->prog.eta_seconds = x->evaluated_now > 0 ? left * (x->eval_s_now / x->evaluated_now) : NAN;
+    int workers = x->pool ? x->pool->capacity : 1;
+    x->prog.eta_seconds =
+        x->evaluated_now > 0 ? left * (x->eval_s_now / x->evaluated_now) / workers : NAN;
 }
 
 static int dense_key(const search_ctx *x, int p, char *buf, size_t len) {
@@ -562,52 +574,10 @@ static int references_setup(search_ctx *x) {
     return 0;
 }
 
-/* Evaluates genome g on every calibration prompt into c's metrics and eval_seconds. */
-static int evaluate(search_ctx *x, const uint8_t *g, ast_cand *c) {
-    const ast_evaluator *ev = x->ev;
-    float budgets[AST_GA_MAX_STEPS];
-    ast_ga_to_budgets(g, ev->steps, x->c->ga.levels, budgets);
-    double t0 = ast_now_sec(), smse = 0, spsnr = 0, sssim = 0;
-    int diverged = 0;
-    cJSON *per = cJSON_CreateArray();
-    if (!per) return ast_fail("out of memory evaluating a candidate");
-    for (int p = 0; p < ev->n_prompts; p++) {
-        double sec = 0;
-        if (ev->generate(ev->user, p, budgets, x->out, &sec) != 0 ||
-            ast_store_touch(x->s, x->run.id) != 0) {
-            cJSON_Delete(per);
-            ast_error_prefix("evaluating a candidate on prompt %d", p);
-            return -1;
-        }
-        ast_quality q;
-        int rc = ast_quality_compare(x->out, x->refs[p], ev->channels, ev->frames, ev->height,
-                                     ev->width, &q);
-        if (rc < 0) {
-            cJSON_Delete(per);
-            return -1;
-        }
-        diverged |= rc == 1;
-        smse += q.mse;
-        spsnr += q.psnr;
-        sssim += q.ssim;
-        cJSON *o = cJSON_CreateObject();
-        if (!o || !cJSON_AddItemToArray(per, o) ||
-            !cJSON_AddItemToObject(o, "mse", num_or_null(q.mse)) ||
-            !cJSON_AddItemToObject(o, "psnr", num_or_null(q.psnr)) ||
-            !cJSON_AddItemToObject(o, "ssim", num_or_null(q.ssim))) {
-            cJSON_Delete(per);
-            return ast_fail("out of memory evaluating a candidate");
-        }
-    }
-    int np = ev->n_prompts;
-    c->mse = diverged ? NAN : smse / np;
-    c->psnr = diverged ? NAN : spsnr / np; /* +inf when every prompt is identical */
-    c->ssim = diverged ? NAN : sssim / np;
-    c->per_prompt_json = cJSON_PrintUnformatted(per);
-    cJSON_Delete(per);
-    if (!c->per_prompt_json) return ast_fail("out of memory evaluating a candidate");
-    c->eval_seconds = ast_now_sec() - t0;
-    return 0;
+/* Lock heartbeat between the prompts of an evaluation made by the writer's own worker. */
+static int store_between(void *user) {
+    search_ctx *x = user;
+    return ast_store_touch(x->s, x->run.id);
 }
 
 static const ast_cand *find_genome(const cand_list *l, const uint8_t *g, int steps) {
@@ -617,8 +587,176 @@ static const ast_cand *find_genome(const cand_list *l, const uint8_t *g, int ste
     return NULL;
 }
 
+/* Evaluator of thread worker i >= 1 (workers.h): the run's resolved configuration on `device`;
+ * it must load the very inputs the writer's evaluator loaded. */
+static int worker_make(void *user, int worker, int device, ast_evaluator **out) {
+    search_ctx *x = user;
+    ast_search_config c = x->wc;
+    c.device = device;
+    if (make_evaluator(&c, out) != 0) return -1;
+    const ast_evaluator *a = x->ev, *b = *out;
+    int same = strcmp(a->checkpoint_hash, b->checkpoint_hash) == 0 &&
+               a->n_prompts == b->n_prompts && a->channels == b->channels &&
+               a->frames == b->frames && a->height == b->height && a->width == b->width &&
+               a->steps == b->steps && strcmp(a->backend, b->backend) == 0;
+    for (int p = 0; same && p < a->n_prompts; p++)
+        same = strcmp(a->prompt_keys[p], b->prompt_keys[p]) == 0;
+    if (!same) {
+        ast_evaluator_free(*out);
+        *out = NULL;
+        return ast_fail("worker %d loaded other inputs than the first (model %s, checkpoint %s): "
+                        "did the checkpoint or a prompt file change during the search?",
+                        worker, b->model_id, b->checkpoint_hash);
+    }
+    return 0;
+}
+
+/* Workers in this process: --workers, else one per CUDA device (CUDA backend) or 1. */
+static int worker_devices(const search_ctx *x, int **devices, int *n_workers) {
+    const ast_search_config *c = x->c;
+    int cuda = strcmp(x->ev->backend, "cuda") == 0, count = 0;
+    int *list = NULL;
+    if (cuda && c->gpus && c->n_gpus > 0) {
+        if (c->gpus[0] != c->device)
+            return ast_fail("internal: the first of --gpus (%d) is not the search's device (%d)",
+                            c->gpus[0], c->device);
+        count = c->n_gpus;
+        list = ast_malloc(sizeof *list * (size_t)count, "the worker devices");
+        if (!list) return -1;
+        memcpy(list, c->gpus, sizeof *list * (size_t)count);
+    } else if (cuda) {
+        char why[256];
+        count = ast_cuda_device_count(why, sizeof why);
+        if (count < 1) count = 1;
+        list = ast_malloc(sizeof *list * (size_t)count, "the worker devices");
+        if (!list) return -1;
+        list[0] = c->device; /* the writer's device first, then the other visible ones */
+        for (int d = 0, k = 1; d < count && k < count; d++)
+            if (d != c->device) list[k++] = d;
+    }
+    int n = c->workers > 0 ? c->workers : cuda ? count : 1;
+    *devices = ast_calloc((size_t)n, sizeof **devices, "the worker devices");
+    if (!*devices) {
+        free(list);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) (*devices)[i] = list ? list[i % count] : 0;
+    free(list);
+    *n_workers = n;
+    return 0;
+}
+
+/* The evaluation pool, started when the first generation with work begins (after the latency
+ * model and the references: those ran with no worker busy). */
+static int pool_start(search_ctx *x) {
+    ast_eval_worker w0 = {x->ev, x->refs, x->out, x->c->ga.levels, store_between, x};
+    char what[192];
+    if (ast_search_mpi_size(x->c->mpi) > 1) {
+        report(x, AST_PHASE_SETUP, "starting the MPI worker ranks (each loads the model)");
+        if (ast_eval_pool_mpi(x->c->mpi, x->run.config_json, x->run.config_key, x->ev, x->refs,
+                              x->n, store_between, x, &x->pool) != 0)
+            return -1;
+    } else {
+        int *devices = NULL, n = 1;
+        if (worker_devices(x, &devices, &n) != 0) return -1;
+        int rc;
+        if (n <= 1) {
+            rc = ast_eval_pool_inline(&w0, &x->pool);
+        } else {
+            int threads = 0;
+            if (strcmp(x->ev->backend, "cpu") == 0) {
+                threads = omp_get_max_threads() / n;
+                if (threads < 1) threads = 1;
+            }
+            snprintf(what, sizeof what, "starting %d search workers", n);
+            report(x, AST_PHASE_SETUP, what);
+            rc = ast_eval_pool_threads(&w0, n, devices, threads, worker_make, x, &x->pool);
+        }
+        free(devices);
+        if (rc != 0) return -1;
+    }
+    if (x->pool->capacity > 1) {
+        snprintf(what, sizeof what, "evaluating with %s", x->pool->what);
+        report(x, AST_PHASE_SETUP, what);
+    }
+    return 0;
+}
+
+static void pool_stop(search_ctx *x) {
+    if (!x->pool) return;
+    x->pool->destroy(x->pool);
+    x->pool = NULL;
+}
+
+/* Commits candidate i of generation gen: evaluated (r) or reusing the stored result of the same
+ * genome (r NULL). */
+static int commit_candidate(search_ctx *x, int gen, int i, int n_new, const ast_ga_child *kid,
+                            const int64_t *pool_id, const ast_eval_result *r) {
+    const int steps = x->ev->steps;
+    ast_cand c;
+    memset(&c, 0, sizeof c);
+    c.run_id = x->run.id;
+    c.generation = gen;
+    c.index = i;
+    c.steps = steps;
+    memcpy(c.genome, kid->g, (size_t)steps);
+    snprintf(c.origin, sizeof c.origin, "%s", ast_ga_origin_name(kid->origin));
+    c.parent_a = kid->parent_a >= 0 ? pool_id[kid->parent_a] : 0;
+    c.parent_b = kid->parent_b >= 0 ? pool_id[kid->parent_b] : 0;
+    float budgets[AST_GA_MAX_STEPS];
+    ast_ga_to_budgets(c.genome, steps, x->c->ga.levels, budgets);
+    c.predicted_s = ast_latency_predict(&x->lat, budgets, steps);
+    c.predicted_speedup = ast_latency_dense(&x->lat, steps) / c.predicted_s;
+    c.measured_s = NAN;
+    const ast_cand *same = NULL;
+    if (r) {
+        c.mse = r->mse;
+        c.psnr = r->psnr;
+        c.ssim = r->ssim;
+        c.per_prompt_json = r->per_prompt_json;
+        c.eval_seconds = r->eval_seconds;
+    } else { /* the GA could not make a new genome: reuse the stored result */
+        same = find_genome(&x->cands, c.genome, steps);
+        if (!same)
+            return ast_fail("internal: generation %d, candidate %d repeats a genome that is not "
+                            "stored",
+                            gen, i);
+        c.mse = same->mse;
+        c.psnr = same->psnr;
+        c.ssim = same->ssim;
+        c.per_prompt_json = same->per_prompt_json ? ast_strdup(same->per_prompt_json) : NULL;
+        c.reused_from = same->id;
+    }
+    int ins = ast_store_cand_insert(x->s, &c);
+    if (ins == 0) ins = cand_list_push(&x->cands, &c);
+    if (same) free(c.per_prompt_json);
+    if (ins != 0) return -1;
+    if (r) {
+        x->evaluated_now++;
+        x->eval_s_now += c.eval_seconds;
+    }
+    update_best(x);
+    char what[96];
+    snprintf(what, sizeof what, "generation %d, candidate %d/%d", gen, i + 1, n_new);
+    report(x, AST_PHASE_EVALUATE, what);
+    x->prog.what = NULL;
+    return 0;
+}
+
+/* How a candidate of the generation is settled. */
+enum { PLAN_STORED = 0, PLAN_REUSE, PLAN_EVAL };
+
 /* Runs generation gen: regenerate its candidates from the stored RNG state, check the stored
- * ones, evaluate the rest. Returns 0 done, 1 stopped, -1 error. */
+ * ones, evaluate the rest on the pool and commit them in candidate index order. Returns 0 done,
+ * 1 stopped, -1 error.
+ *
+ * Determinism with any number of workers: the plan (which candidates are evaluated, which reuse
+ * a stored genome's result) is fixed before any job starts, from the stored candidates and the
+ * regenerated ones alone; jobs start in index order; results are committed in index order, each
+ * exactly as one process evaluating them in turn commits it (a reuse resolves its source at its
+ * commit, when every earlier candidate is stored). So the DB after any prefix of commits (ids
+ * included) is the single process's, whatever the order results arrive in; and a stop (Ctrl-C,
+ * --max-evals, kill -9) leaves such a prefix, which a resume continues. */
 static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n_pool) {
     const ast_ga_params *gp = &x->c->ga;
     int steps = x->ev->steps, n_new = gen == 0 ? gp->population : gp->children, rc = -1;
@@ -637,15 +775,21 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
     int64_t *pool_id = ast_calloc((size_t)(*n_pool + 1), sizeof *pool_id, "parents");
     ast_ga_rank_item *items = ast_calloc((size_t)n_new, sizeof *items, "a generation's ranks");
     ast_ga_rank_item *next = ast_calloc((size_t)gp->parents + 1, sizeof *next, "parents");
+    unsigned char *plan = ast_calloc((size_t)n_new, 1, "a generation's plan");
+    unsigned char *have = ast_calloc((size_t)n_new, 1, "a generation's plan");
+    ast_eval_result *results = ast_calloc((size_t)n_new, sizeof *results, "results");
     if (ast_ga_seen_init(&seen, steps, x->cands.n + n_new) != 0) {
         free(kids);
         free(pool_g);
         free(pool_id);
         free(items);
         free(next);
+        free(plan);
+        free(have);
+        free(results);
         return -1;
     }
-    if (!kids || !pool_g || !pool_id || !items || !next) goto done;
+    if (!kids || !pool_g || !pool_id || !items || !next || !plan || !have || !results) goto done;
     int first = x->cands.n; /* stored candidates of this generation start here */
     for (int i = 0; i < x->cands.n; i++) {
         if (x->cands.v[i].generation < gen) {
@@ -667,6 +811,8 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
                  : ast_ga_children(gp, steps, x->band, gen, &rng, pool_g, *n_pool, &seen, kids))
         goto done;
     x->prog.generation = gen;
+    /* the plan: stored (checked), reuse of an earlier result, or a job */
+    int n_jobs = 0;
     for (int i = 0; i < n_new; i++) {
         const ast_cand *stored = NULL;
         for (int j = first; j < x->cands.n; j++)
@@ -680,50 +826,90 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
                               ast_store_path(x->s), (long long)x->run.id, gen, i);
                 goto done;
             }
-        } else {
-            ast_cand c;
-            memset(&c, 0, sizeof c);
-            c.run_id = x->run.id;
-            c.generation = gen;
-            c.index = i;
-            c.steps = steps;
-            memcpy(c.genome, kids[i].g, (size_t)steps);
-            snprintf(c.origin, sizeof c.origin, "%s", ast_ga_origin_name(kids[i].origin));
-            c.parent_a = kids[i].parent_a >= 0 ? pool_id[kids[i].parent_a] : 0;
-            c.parent_b = kids[i].parent_b >= 0 ? pool_id[kids[i].parent_b] : 0;
-            float budgets[AST_GA_MAX_STEPS];
-            ast_ga_to_budgets(c.genome, steps, gp->levels, budgets);
-            c.predicted_s = ast_latency_predict(&x->lat, budgets, steps);
-            c.predicted_speedup = ast_latency_dense(&x->lat, steps) / c.predicted_s;
-            c.measured_s = NAN;
-            const ast_cand *same = kids[i].duplicate ? find_genome(&x->cands, c.genome, steps) : NULL;
-            if (same) { /* the GA could not make a new genome: reuse the stored result */
-                c.mse = same->mse;
-                c.psnr = same->psnr;
-                c.ssim = same->ssim;
-                c.per_prompt_json = same->per_prompt_json ? ast_strdup(same->per_prompt_json) : NULL;
-                c.reused_from = same->id;
-            } else {
-                if (evaluate(x, c.genome, &c) != 0) goto done;
+            plan[i] = PLAN_STORED;
+            continue;
+        }
+        int reuse = kids[i].duplicate && find_genome(&x->cands, kids[i].g, steps) != NULL;
+        for (int j = 0; kids[i].duplicate && !reuse && j < i; j++)
+            reuse = plan[j] == PLAN_EVAL && memcmp(kids[j].g, kids[i].g, (size_t)steps) == 0;
+        plan[i] = reuse ? PLAN_REUSE : PLAN_EVAL;
+        n_jobs += !reuse;
+    }
+    if (n_jobs > 0 && !x->pool && pool_start(x) != 0) goto done;
+    int upto = 0, next_job = 0, in_flight = 0, stopping = 0, last_done = -1;
+    int pending = 0; /* jobs started and not committed yet (in flight or waiting their turn) */
+    double beat = ast_now_sec();
+    for (;;) {
+        /* commit what is ready, in index order */
+        while (upto < n_new) {
+            if (plan[upto] == PLAN_STORED) {
+                upto++;
+                continue;
             }
-            int ins = ast_store_cand_insert(x->s, &c);
-            if (ins == 0) ins = cand_list_push(&x->cands, &c);
-            free(c.per_prompt_json);
-            if (ins != 0) goto done;
-            if (!same) {
-                x->evaluated_now++;
-                x->eval_s_now += c.eval_seconds;
-            }
-            update_best(x);
-            char what[96];
-            snprintf(what, sizeof what, "generation %d, candidate %d/%d", gen, i + 1, n_new);
-            report(x, AST_PHASE_EVALUATE, what);
-            x->prog.what = NULL;
-            if (stop_requested(x)) {
-                rc = 1;
+            if (plan[upto] == PLAN_EVAL && !have[upto]) break;
+            if (stopping && upto > last_done) break; /* stop: no reuse after the last result */
+            const ast_eval_result *r = plan[upto] == PLAN_EVAL ? &results[upto] : NULL;
+            if (r && r->rc != 0) {
+                ast_error_set("%s", r->err);
                 goto done;
             }
+            if (commit_candidate(x, gen, upto, n_new, &kids[upto], pool_id, r) != 0) goto done;
+            if (r) {
+                ast_eval_result_clear(&results[upto]);
+                have[upto] = 0;
+                pending--;
+            }
+            upto++;
+            beat = ast_now_sec();
+            if (stop_requested(x)) stopping = 1;
         }
+        if (upto == n_new) break;
+        if (stop_requested(x)) stopping = 1;
+        if (stopping && in_flight == 0) {
+            rc = 1;
+            goto done;
+        }
+        /* start jobs in index order, never more than this session may still evaluate */
+        while (!stopping && in_flight < x->pool->capacity && next_job < n_new) {
+            if (plan[next_job] != PLAN_EVAL) {
+                next_job++;
+                continue;
+            }
+            if (x->c->stop_after > 0 && x->evaluated_now + pending >= x->c->stop_after) break;
+            ast_eval_job job;
+            memset(&job, 0, sizeof job);
+            job.idx = next_job;
+            job.steps = steps;
+            memcpy(job.genome, kids[next_job].g, (size_t)steps);
+            if (x->pool->submit(x->pool, &job) != 0) goto done;
+            in_flight++;
+            pending++;
+            next_job++;
+        }
+        if (in_flight == 0) { /* nothing started: the session's evaluations are spent */
+            rc = 1;
+            goto done;
+        }
+        ast_eval_result r;
+        int w = x->pool->wait(x->pool, 0.5, &r);
+        if (w < 0) goto done;
+        if (w == 0) {
+            if (ast_now_sec() - beat > 30) { /* lock heartbeat during long evaluations */
+                if (ast_store_touch(x->s, x->run.id) != 0) goto done;
+                beat = ast_now_sec();
+            }
+            continue;
+        }
+        if (r.idx < 0 || r.idx >= n_new || plan[r.idx] != PLAN_EVAL || have[r.idx]) {
+            ast_eval_result_clear(&r);
+            ast_error_set("internal: a result for candidate %d, which has no job in flight",
+                          r.idx);
+            goto done;
+        }
+        results[r.idx] = r;
+        have[r.idx] = 1;
+        in_flight--;
+        if (r.idx > last_done) last_done = r.idx;
     }
     /* the generation is complete: rank it, advance the pool, store the next RNG state */
     int n_items = 0;
@@ -739,12 +925,17 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
     x->run.generation = gen + 1;
     rc = 0;
 done:
+    for (int i = 0; results && have && i < n_new; i++)
+        if (have[i]) ast_eval_result_clear(&results[i]);
     ast_ga_seen_free(&seen);
     free(kids);
     free(pool_g);
     free(pool_id);
     free(items);
     free(next);
+    free(plan);
+    free(have);
+    free(results);
     return rc;
 }
 
@@ -818,6 +1009,7 @@ static int open_run(const ast_search_config *given, ast_search_config *c, stored
     with_prompts.prompts = (const char *const *)prompts->v;
     with_prompts.prompts_count = prompts->n;
     with_prompts.n_prompts = 0;
+    x->wc = with_prompts;
     if (make_evaluator(&with_prompts, &x->ev) != 0) return -1;
     if (ast_ga_params_check(&c->ga, x->ev->steps) != 0) return -1;
     if (!(c->target_speedup >= 1.0))
@@ -930,6 +1122,7 @@ int ast_search_run(const ast_search_config *given, ast_search_result *res) {
             goto out;
         }
     }
+    pool_stop(&x); /* the final timing runs with every worker idle */
     if (stop_requested(&x)) {
         rc = 1;
         goto out;
@@ -946,6 +1139,7 @@ int ast_search_run(const ast_search_config *given, ast_search_result *res) {
     report(&x, AST_PHASE_DONE, "done");
     rc = 0;
 out:
+    pool_stop(&x);
     if (rc == 1) res->interrupted = 1;
     if (x.s && x.run.id && rc != 0 && locked) {
         /* keep the error that stopped us; record the status best-effort */
@@ -969,6 +1163,47 @@ out:
     ast_run_info_free(&x.run);
     ast_evaluator_free(x.ev);
     ast_store_close(x.s);
+    str_list_free(&prompts);
+    stored_config_free(&sc);
+    return rc;
+}
+
+/* ---- MPI worker ranks ------------------------------------------------------------------------ */
+
+int ast_search_worker_evaluator(const ast_search_config *given, const char *config_json_text,
+                                int device, ast_evaluator **ev, int *levels, char key[17]) {
+    *ev = NULL;
+    ast_run_info r;
+    memset(&r, 0, sizeof r);
+    r.config_json = (char *)config_json_text; /* read only */
+    ast_search_config c;
+    stored_config sc;
+    str_list prompts = {0};
+    if (config_from_stored(&r, given, &c, &sc) != 0) {
+        ast_error_prefix("the run configuration from rank 0");
+        return -1;
+    }
+    c.device = device;
+    c.resume_run = 0;
+    int rc = -1;
+    char *key_json = NULL;
+    if (resolve_prompts(&c, &prompts) != 0) goto out;
+    c.prompts = (const char *const *)prompts.v;
+    c.prompts_count = prompts.n;
+    c.n_prompts = 0;
+    if (make_evaluator(&c, ev) != 0) goto out;
+    key_json = config_json(&c, *ev, &prompts, 0);
+    if (!key_json) goto out;
+    snprintf(key, 17, "%016llx",
+             (unsigned long long)fnv1a(key_json, strlen(key_json), 1469598103934665603ull));
+    *levels = c.ga.levels;
+    rc = 0;
+out:
+    if (rc != 0) {
+        ast_evaluator_free(*ev);
+        *ev = NULL;
+    }
+    free(key_json);
     str_list_free(&prompts);
     stored_config_free(&sc);
     return rc;

@@ -9,9 +9,10 @@
  *          ──> best candidate at the target speed, timed for real; run done.
  *
  * A generation is a batch of independent evaluation jobs: the candidates are all made before
- * any is evaluated, from the RNG state stored at the generation's start, so a pool of workers can
- * evaluate them concurrently while one writer owns the DB (issue 7 item 8), and a resumed run
- * regenerates the very same batch and skips what is stored. */
+ * any is evaluated, from the RNG state stored at the generation's start, so a pool of workers
+ * (search/workers.h: threads, one per GPU; MPI ranks) evaluates them concurrently while one writer
+ * owns the DB and commits in candidate order, and a resumed run regenerates the very same batch
+ * and skips what is stored. */
 #ifndef AST_SEARCH_H
 #define AST_SEARCH_H
 
@@ -57,6 +58,8 @@ typedef struct {
 void ast_evaluator_free(ast_evaluator *ev);
 
 typedef struct ast_search_config ast_search_config;
+/* An MPI session (search/mpi.c): rank 0 is the writer, ranks 1..P-1 evaluation workers. */
+typedef struct ast_search_mpi ast_search_mpi;
 
 /* A quadratic stand-in for a network (model "synthetic"): output = dense reference + a pattern
  * whose mean square is a fixed function of the budgets (early steps weigh more); exact latency
@@ -112,6 +115,14 @@ struct ast_search_config {
     const char *db_path;
     int64_t resume_run;         /* 0: the run with these parameters (created if none) */
     int break_lock;
+    /* Evaluation workers (docs/search.md "Workers"); none of these changes a run's result. */
+    int workers;                /* in this process; 0 = one per CUDA device with the CUDA backend,
+                                   else 1 */
+    const int *gpus;            /* CUDA devices: worker i uses gpus[i % n_gpus]; gpus[0] must be
+                                   `device`. NULL: `device`, then the other visible devices */
+    int n_gpus;
+    ast_search_mpi *mpi;        /* a session with > 1 rank: its worker ranks evaluate (rank 0);
+                                   NULL or 1 rank: workers in this process */
     int synthetic_ms;           /* model "synthetic": sleep this long per generation */
     /* Tests: stop (as if interrupted) after this many evaluations in this process; 0 = never */
     int stop_after;
@@ -140,6 +151,25 @@ typedef struct {
 /* Runs (or continues) the search. Returns 0 when the run is done, 1 when it stopped early
  * (stop flag / stop_after; the run is resumable), -1 on error (message set). */
 int ast_search_run(const ast_search_config *c, ast_search_result *res);
+
+/* ---- MPI (docs/search.md "MPI") -------------------------------------------------------------
+ * A build with MPI started by an MPI launcher (mpirun/srun: OMPI_COMM_WORLD_SIZE, PMIX_RANK or
+ * PMI_RANK in the environment) calls MPI_Init; *out = NULL otherwise (one process, exactly as a
+ * build without MPI). Every MPI call is checked (MPI_ERRORS_RETURN) and its failure is an error
+ * naming the call. */
+int ast_search_mpi_init(int *argc, char ***argv, ast_search_mpi **out);
+int ast_search_mpi_rank(const ast_search_mpi *m); /* 0 when m is NULL */
+int ast_search_mpi_size(const ast_search_mpi *m); /* 1 when m is NULL */
+/* Ranks 1..P-1: evaluate what rank 0 sends until it says quit (its search finished or failed).
+ * given: this rank's own command line (devices: --gpus, else every visible one; local worker k
+ * on a host uses the k-th). 0 when told to quit (also after a setup error it reported to rank 0),
+ * -1 on an MPI failure. */
+int ast_search_mpi_serve(ast_search_mpi *m, const ast_search_config *given);
+/* Rank 0 (workers_serve: the worker ranks are in ast_search_mpi_serve): tells every worker rank
+ * that has not been told to quit. Every rank: MPI_Finalize, then frees m. NULL: nothing. */
+int ast_search_mpi_finish(ast_search_mpi *m, int workers_serve);
+/* After an MPI failure on any rank: ends every rank of the job (MPI_Abort). */
+void ast_search_mpi_abort(ast_search_mpi *m, int code);
 
 typedef struct {
     int evaluations;            /* left to do */

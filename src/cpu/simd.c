@@ -4,6 +4,7 @@
  * attributes and only called when __builtin_cpu_supports says the CPU has it. */
 #include "simd.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,11 +120,21 @@ const ast_cpu_simd *ast_cpu_simd_get(void) {
 const char *ast_cpu_simd_name(void) { return ast_cpu_simd_get()->name; }
 
 /* Each thread keeps one buffer for its life (OpenMP workers live as long as the process, so the
- * buffer is allocated once per thread, not once per call). */
+ * buffer is allocated once per thread, not once per call). A thread that ends before the process
+ * (a search worker thread, and the OpenMP team it led) frees it through a thread-specific key. */
 static _Thread_local struct {
     float *p;
     size_t cap; /* floats */
 } tl_scratch;
+
+static pthread_key_t tl_scratch_key;
+static pthread_once_t tl_scratch_once = PTHREAD_ONCE_INIT;
+static int tl_scratch_key_ok;
+
+static void tl_scratch_release(void *p) { ast_free_aligned(p); }
+static void tl_scratch_key_make(void) {
+    tl_scratch_key_ok = pthread_key_create(&tl_scratch_key, tl_scratch_release) == 0;
+}
 
 float *ast_cpu_scratch(size_t nfloats) {
     if (nfloats <= tl_scratch.cap) return tl_scratch.p;
@@ -131,5 +142,7 @@ float *ast_cpu_scratch(size_t nfloats) {
     tl_scratch.cap = 0;
     tl_scratch.p = (float *)ast_alloc_aligned(nfloats * sizeof(float), "CPU operator scratch");
     if (tl_scratch.p) tl_scratch.cap = nfloats;
+    pthread_once(&tl_scratch_once, tl_scratch_key_make);
+    if (tl_scratch_key_ok) pthread_setspecific(tl_scratch_key, tl_scratch.p);
     return tl_scratch.p;
 }

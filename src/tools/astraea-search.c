@@ -1,7 +1,10 @@
 /* astraea-search — evolutionary search of per-step token budgets for a target wall-clock speedup
  * (method.md §2, docs/search.md). Every evaluation is stored in SQLite; the same command again
- * (or --resume RUN) continues an interrupted run to the same result. */
+ * (or --resume RUN) continues an interrupted run to the same result. Candidates are evaluated by
+ * --workers in this process, or, started by mpirun with more than one rank, by ranks 1..P-1
+ * while rank 0 owns the GA and the database. */
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,12 +244,60 @@ static int self_test(void) {
     return caught == faults ? AST_EXIT_OK : AST_EXIT_FAIL;
 }
 
+/* "0,1,3" -> devices; 0, or -1 with the message in why. */
+static int parse_gpus(const char *text, int *out, int max, int *n, char *why, size_t len) {
+    *n = 0;
+    const char *p = text;
+    for (;;) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 64 || (*end && *end != ',')) {
+            snprintf(why, len, "--gpus expects CUDA device indices 0..64 separated by commas "
+                               "(e.g. 0,1), got '%s'", text);
+            return -1;
+        }
+        for (int i = 0; i < *n; i++)
+            if (out[i] == (int)v) {
+                snprintf(why, len, "--gpus names device %ld twice ('%s'); for more workers than "
+                                   "devices use --workers", v, text);
+                return -1;
+            }
+        if (*n == max) {
+            snprintf(why, len, "--gpus names more than %d devices", max);
+            return -1;
+        }
+        out[(*n)++] = (int)v;
+        if (!*end) return 0;
+        p = end + 1;
+    }
+}
+
+static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_serve);
+
 int main(int argc, char **argv) {
+    /* Under mpirun (a build with MPI): rank 0 searches, the other ranks evaluate. */
+    ast_search_mpi *mpi = NULL;
+    if (ast_search_mpi_init(&argc, &argv, &mpi) != 0) {
+        fprintf(stderr, "astraea-search: error: %s\n", ast_error_get());
+        return AST_EXIT_FAIL;
+    }
+    int serve = 0; /* the worker ranks serve a search (rank 0 must release them) */
+    int rc = run_tool(argc, argv, mpi, &serve);
+    int rank = ast_search_mpi_rank(mpi);
+    if (ast_search_mpi_finish(mpi, serve) != 0) {
+        fprintf(stderr, "astraea-search (MPI rank %d): error: %s\n", rank, ast_error_get());
+        if (rc == AST_EXIT_OK) rc = AST_EXIT_FAIL;
+    }
+    return rc;
+}
+
+static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_serve) {
     ast_search_config c;
     ast_search_config_default(&c);
     const char *latency_model = NULL, *out = NULL, *validate = NULL, *validate_json = NULL;
-    const char *preset = "paper";
+    const char *preset = "paper", *gpus_text = NULL;
     int seed = 0, noise_seed = 1000, resume = 0, gpu = 0, max_evals = 0, synthetic_ms = 0;
+    int gpus[65], n_gpus = 0;
     double target = 0;
     bool dry_run = false, list = false, st = false, break_lock = false, quiet = false;
     ast_ga_params *g = &c.ga;
@@ -268,6 +319,8 @@ int main(int argc, char **argv) {
         {"--guidance", AST_ARG_DOUBLE, &c.guidance, "G", "CFG scale, 1 = no CFG (default: the model's)", 0, 100, 0},
         {"--backend", AST_ARG_STRING, &c.backend, "NAME", "auto (default), cpu, cuda", 0, 0, 0},
         {"--gpu", AST_ARG_INT, &gpu, "N", "CUDA device index (default 0)", 0, 64, 0},
+        {"--gpus", AST_ARG_STRING, &gpus_text, "LIST", "CUDA devices of the search workers, e.g. 0,1 (default: every visible device); the first also calibrates and times", 0, 0, 0},
+        {"--workers", AST_ARG_INT, &c.workers, "N", "candidates evaluated at once in this process (default: one per CUDA device with the CUDA backend, 1 on the CPU); the result does not depend on it", 1, 1024, 0},
         {"--w-alpha", AST_ARG_DOUBLE, &c.w_alpha, "W", "token selection weight of LSE x delta (default: the engine's)", 0, 1000, 0},
         {"--w-beta", AST_ARG_DOUBLE, &c.w_beta, "W", "token selection weight of exp(skip) (default: the engine's)", 0, 1000, 0},
         {"--cache", AST_ARG_STRING, &c.cache, "MODE", "token-wise cache: residual or output (default: the engine's)", 0, 0, 0},
@@ -307,10 +360,14 @@ int main(int argc, char **argv) {
         "--resume RUN, to continue a run that was stopped (Ctrl-C, --max-evals, kill -9): it ends\n"
         "exactly where an uninterrupted run ends. The speedup is wall-clock on this machine's\n"
         "backend, through a latency model calibrated at the start of the run.\n\n"
+        "Candidates are evaluated by --workers (default: one per CUDA device); started by\n"
+        "mpirun with P ranks, rank 0 searches and ranks 1..P-1 evaluate. The result does not\n"
+        "depend on how many workers there are.\n\n"
         "Examples:\n"
         "  astraea-search --model wan-mini --target-speedup 2x --out profiles/wan-mini-2x.json\n"
         "  astraea-search --target-speedup 2x --dry-run\n"
         "  astraea-search --list\n"
+        "  mpirun -np 3 --bind-to none astraea-search --target-speedup 2x --db s.db\n"
         "  astraea-export --speedup 1.8 --out p18.json --plot front.png\n"
         "See docs/search.md.",
         args, (int)(sizeof args / sizeof *args)};
@@ -329,6 +386,46 @@ int main(int argc, char **argv) {
             if (!ast_cli_seen(&cli, quick[i].flag)) *quick[i].field = quick[i].value;
     } else if (strcmp(preset, "paper") != 0) {
         return ast_cli_usage_error(&cli, "--preset must be paper or quick, got '%s'", preset);
+    }
+    int nargs0 = (int)(sizeof args / sizeof *args);
+    if (gpus_text) {
+        char why[256];
+        if (given(args, nargs0, "--gpu"))
+            return ast_cli_usage_error(&cli, "give --gpu N or --gpus LIST, not both");
+        if (parse_gpus(gpus_text, gpus, 64, &n_gpus, why, sizeof why) != 0)
+            return ast_cli_usage_error(&cli, "%s", why);
+        gpu = gpus[0];
+    } else if (given(args, nargs0, "--gpu")) {
+        gpus[0] = gpu; /* one device: one worker unless --workers says more */
+        n_gpus = 1;
+    }
+    if (n_gpus > 0) {
+        c.gpus = gpus;
+        c.n_gpus = n_gpus;
+    }
+    const int searching = !st && !list && !validate && !dry_run;
+    if (ast_search_mpi_size(mpi) > 1) {
+        if (c.workers > 0)
+            return ast_cli_usage_error(&cli, "--workers: under mpirun every rank but rank 0 is "
+                                             "one worker; leave --workers out");
+        *workers_serve = searching; /* from here on every rank agrees: they serve rank 0 */
+        if (ast_search_mpi_rank(mpi) > 0) {
+            if (!searching) return AST_EXIT_OK; /* rank 0 does it */
+            /* Ctrl-C of mpirun reaches every rank: rank 0 stops the search after the evaluations
+             * in flight and then tells the workers to quit */
+            signal(SIGINT, SIG_IGN);
+            signal(SIGTERM, SIG_IGN);
+            c.device = gpu;
+            c.synthetic_ms = synthetic_ms;
+            if (ast_search_mpi_serve(mpi, &c) != 0) {
+                fprintf(stderr, "astraea-search (MPI rank %d): error: %s\n",
+                        ast_search_mpi_rank(mpi), ast_error_get());
+                ast_search_mpi_abort(mpi, AST_EXIT_FAIL);
+                return AST_EXIT_FAIL;
+            }
+            return AST_EXIT_OK;
+        }
+        c.mpi = mpi;
     }
     if (st) return self_test();
     if (list) return list_runs(c.db_path) == 0 ? AST_EXIT_OK : ast_cli_fail(&cli);
