@@ -221,12 +221,6 @@ static int run_validation(const ast_search_config *c, const char *path, const ch
     return rc;
 }
 
-static int given(const ast_arg *args, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(args[i].name, name) == 0) return args[i].seen;
-    return 0;
-}
-
 static int self_test(void) {
     int checks = 0, caught = 0, faults = 0;
     if (ast_ga_self_test(0, 1, &checks) != 0) {
@@ -387,15 +381,14 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
     } else if (strcmp(preset, "paper") != 0) {
         return ast_cli_usage_error(&cli, "--preset must be paper or quick, got '%s'", preset);
     }
-    int nargs0 = (int)(sizeof args / sizeof *args);
     if (gpus_text) {
         char why[256];
-        if (given(args, nargs0, "--gpu"))
+        if (ast_cli_seen(&cli, "--gpu"))
             return ast_cli_usage_error(&cli, "give --gpu N or --gpus LIST, not both");
         if (parse_gpus(gpus_text, gpus, 64, &n_gpus, why, sizeof why) != 0)
             return ast_cli_usage_error(&cli, "%s", why);
         gpu = gpus[0];
-    } else if (given(args, nargs0, "--gpu")) {
+    } else if (ast_cli_seen(&cli, "--gpu")) {
         gpus[0] = gpu; /* one device: one worker unless --workers says more */
         n_gpus = 1;
     }
@@ -431,14 +424,13 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
     if (list) return list_runs(c.db_path) == 0 ? AST_EXIT_OK : ast_cli_fail(&cli);
     if (validate) {
         c.device = gpu;
-        if (c.prompts_file && !given(args, (int)(sizeof args / sizeof *args), "--n-prompts")) c.n_prompts = 0;
+        if (c.prompts_file && !ast_cli_seen(&cli, "--n-prompts")) c.n_prompts = 0;
         return run_validation(&c, validate, validate_json, argc, argv) == 0 ? AST_EXIT_OK
                                                                             : ast_cli_fail(&cli);
     }
     if (!resume && target <= 0)
         return ast_cli_usage_error(&cli, "--target-speedup X is required (e.g. 2x)");
-    int nargs = (int)(sizeof args / sizeof *args);
-    if (resume && (given(args, nargs, "--target-speedup") || given(args, nargs, "--seed")))
+    if (resume && (ast_cli_seen(&cli, "--target-speedup") || ast_cli_seen(&cli, "--seed")))
         return ast_cli_usage_error(&cli, "--resume RUN continues with the run's stored "
                                          "parameters; leave out --target-speedup and --seed");
     if (latency_model) {
@@ -450,7 +442,7 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
         if (*end || !(c.latency_a >= 0) || !(c.latency_b > 0))
             return ast_cli_usage_error(&cli, "--latency-model expects A >= 0, B > 0 seconds, got '%s'", latency_model);
     }
-    if (c.prompts_file && !given(args, nargs, "--n-prompts")) c.n_prompts = 0; /* every line */
+    if (c.prompts_file && !ast_cli_seen(&cli, "--n-prompts")) c.n_prompts = 0; /* every line */
     c.target_speedup = target;
     c.seed = (uint64_t)seed;
     c.noise_seed = (uint64_t)noise_seed;
