@@ -554,8 +554,9 @@ def load_model(folder, dtype=torch.float32, device=None):
                                 "out_dim", "eps", "text_len")}
     c["text_dim"] = sd["text_embedding.0.weight"].shape[1]
     c["patch_size"] = tuple(sd["patch_embedding.weight"].shape[2:])
-    if cj.get("vocab"):
-        c["vocab"] = cj["vocab"]
+    vocab = cj.get("vocab") or (cj.get("astraea") or {}).get("vocab")  # wan-mini: astraea.vocab
+    if vocab:
+        c["vocab"] = vocab
     model = WanModel(c, device=device, dtype=dtype)
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True)
     return model, ("diffusers" if diffusers else "original")
