@@ -9,6 +9,7 @@
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -88,6 +89,10 @@ int ast_write_gif(const char *path, const float *clip, int F, int H, int W, int 
     }
     gif = NULL;
     int fd = open(tmp, O_RDONLY); /* giflib closed it unsynced: sync before it appears */
+    /* giflib creates its file 0600; give it the mode any other output gets (0666 & ~umask) */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fd >= 0) fchmod(fd, 0666 & ~mask);
     if (fd < 0 || fsync(fd) != 0) {
         ast_error_set("cannot write '%s': %s (is the disk full?)", path, strerror(errno));
         if (fd >= 0) close(fd);
