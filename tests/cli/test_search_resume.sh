@@ -26,8 +26,16 @@ best_of() { # DB -> prints budgets and fitness of the run's best
     grep -E '"(budgets|mse|psnr|ssim|predicted_speedup)"' "$T/best.json"
 }
 
-# resume_case NAME ARGS...: uninterrupted vs killed (SIGKILL at random moments within the
-# first 45% of the uninterrupted run's duration, 5 times), then resumed to the end by the same command.
+# evals_of DB: committed evaluations of run 1 ("" while the DB does not exist yet)
+evals_of() { [ -f "$1" ] && $S --db "$1" --list 2>/dev/null | awk 'NR==2 {print $9}'; }
+
+# resume_case NAME ARGS...: uninterrupted vs killed with SIGKILL 5 times, then resumed to the end
+# by the same command. Where to kill: with KILL_BY=evals (the real engine, ~1 s per evaluation),
+# the k-th kill (k = 0..4) waits until k/5 of the uninterrupted run's evaluations are committed
+# (read from the DB, as a user's --list would), then a random 0-400 ms more, so the kills land
+# during model load and dense references, then at moments spread over the search, whatever this
+# machine's speed; otherwise (the synthetic stand-in, 30 ms per run step) at random moments within
+# the first 25% of the uninterrupted run's duration.
 resume_case() {
     local name=$1; shift
     local t0 t1 ms
@@ -37,11 +45,22 @@ resume_case() {
     fi
     t1=$(date +%s%N)
     ms=$(( (t1 - t0) / 1000000 ))
-    local kills=0 rc i at
-    for i in 1 2 3 4 5; do
-        at=$(( ms / 20 + RANDOM % (ms * 4 / 10 + 1) )) # early: later sessions have less left to do
+    local total; total=$(evals_of "$T/$name-a.db")
+    local kills=0 rc i at need=2 target n
+    [ "${KILL_BY:-time}" = evals ] && need=4
+    for i in 0 1 2 3 4; do
         $S "$@" --db "$T/$name-b.db" --quiet >"$T/log" 2>&1 &
         local pid=$!
+        if [ "${KILL_BY:-time}" = evals ]; then
+            target=$(( total * i / 5 ))
+            while kill -0 $pid 2>/dev/null; do
+                n=$(evals_of "$T/$name-b.db"); [ -n "$n" ] && [ "$n" -ge "$target" ] && break
+                sleep 0.1
+            done
+            at=$(( RANDOM % 400 ))
+        else
+            at=$(( ms / 20 + RANDOM % (ms / 5 + 1) )) # early: five sessions share one run
+        fi
         sleep "$((at / 1000)).$(printf '%03d' $((at % 1000)))"
         kill -9 $pid 2>/dev/null
         wait $pid 2>/dev/null; rc=$?
@@ -49,7 +68,7 @@ resume_case() {
     done
     $S "$@" --db "$T/$name-b.db" --quiet >"$T/log" 2>&1; rc=$?
     if [ $rc -ne 0 ]; then bad "$name: resumed search exit $rc: $(tail -3 "$T/log")"; return; fi
-    if [ $kills -lt 2 ]; then bad "$name: only $kills of 5 kills landed mid-run (run took $ms ms)"; return; fi
+    if [ $kills -lt $need ]; then bad "$name: only $kills of 5 kills landed mid-run (run took $ms ms, $total evaluations)"; return; fi
     local a b
     a=$(best_of "$T/$name-a.db"); b=$(best_of "$T/$name-b.db")
     if [ -n "$a" ] && [ "$a" = "$b" ]; then
@@ -70,14 +89,14 @@ GA="--population 8 --parents 3 --elites 1 --children 6 --generations 4 --seed 3 
 # wan-mini's ~100 CPU forwards take minutes, and the engine is checked by test_engine/test_golden)
 if [ "${AST_SANITIZE:-none}" = none ] && ls "$MODELS"/wan-mini/*.safetensors >/dev/null 2>&1; then
     # small: 6 steps, no CFG, one prompt, 18 evaluations (~100 forwards of wan-mini)
-    resume_case wan-mini --model wan-mini --backend cpu --target-speedup 2x --steps 6 --guidance 1 \
+    KILL_BY=evals resume_case wan-mini --model wan-mini --backend cpu --target-speedup 2x --steps 6 --guidance 1 \
         --n-prompts 1 --latency-model 0.001,0.02 --population 6 --parents 3 --elites 1 --children 4 \
         --generations 3 --seed 3 --measure-repeats 1
 else
     echo "note: sanitizer build (${AST_SANITIZE:-none}) or wan-mini weights not installed in $MODELS/wan-mini: using the tiny fixture checkpoint"
     printf '%s\n' "$(cd "$FX" && pwd)/sample_in.safetensors" "$(cd "$FX" && pwd)/forward_in.safetensors" >"$T/prompts.txt"
     # 6 steps, 18 evaluations x 2 prompts (~220 forwards of a 72-token model)
-    resume_case tiny-engine --model "$FX/orig_f32" --prompts "$T/prompts.txt" --frames 9 --height 64 \
+    KILL_BY=evals resume_case tiny-engine --model "$FX/orig_f32" --prompts "$T/prompts.txt" --frames 9 --height 64 \
         --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x \
         --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 \
         --generations 3 --seed 3 --measure-repeats 1
