@@ -13,6 +13,7 @@ B=${1:?build dir}
 FX=${AST_FIXTURES:-tests/fixtures}/tiny
 MODELS=${ASTRAEA_MODELS:-models}
 S=$B/astraea-search
+. "$(dirname "$0")/search_lib.sh" # wait_evals
 D=$B/tests/search_dump
 
 if ! grep -q '#define AST_HAVE_MPI 1' "$B/ast_config.h" 2>/dev/null; then
@@ -108,7 +109,7 @@ if mpi_case synthetic $SYN; then
     # 0 stops after the evaluations in flight, marks the run interrupted and releases them
     "${MPIRUN[@]}" "$S" $SYN --synthetic-ms 60 --db "$T/int.db" >"$T/ilog" 2>&1 &
     mp=$!
-    sleep 1.2
+    wait_evals "$T/int.db" 2
     for c in $mp $(pgrep -P $mp); do [ "$(cat /proc/$c/comm 2>/dev/null)" = mpirun ] && kill -INT $c; done
     wait $mp
     if grep -q "stopped after .* evaluations this session" "$T/ilog" \

@@ -18,6 +18,7 @@ fails=0; checks=0
 ok()  { checks=$((checks+1)); echo "ok   $1"; }
 bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
 S=$B/astraea-search
+. "$(dirname "$0")/search_lib.sh" # wait_evals
 E=$B/astraea-export
 
 # The fields of an exported best profile that must match between two runs of one search.
@@ -26,8 +27,6 @@ best_of() { # DB -> prints budgets and fitness of the run's best
     grep -E '"(budgets|mse|psnr|ssim|predicted_speedup)"' "$T/best.json"
 }
 
-# evals_of DB: committed evaluations of run 1 ("" while the DB does not exist yet)
-evals_of() { [ -f "$1" ] && $S --db "$1" --list 2>/dev/null | awk 'NR==2 {print $9}'; }
 
 # resume_case NAME ARGS...: uninterrupted vs killed with SIGKILL 5 times, then resumed to the end
 # by the same command. Where to kill: with KILL_BY=evals (the real engine, ~1 s per evaluation),
@@ -109,7 +108,7 @@ resume_case synthetic --model synthetic --synthetic-ms 3 --target-speedup 2x --s
 SYN="--model synthetic --synthetic-ms 40 --target-speedup 2x --steps 16 $GA --db $T/int.db"
 $S $SYN --quiet >"$T/int.log" 2>&1 &
 pid=$!
-sleep 1.5
+wait_evals "$T/int.db" 1
 $S $SYN >"$T/second.log" 2>&1; rc=$?
 if [ $rc -eq 1 ] && grep -q "being searched by another process" "$T/second.log"; then
     ok "second process on a busy run refused: $(head -c 150 "$T/second.log")"

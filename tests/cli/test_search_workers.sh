@@ -19,6 +19,7 @@ fails=0; checks=0
 ok()  { checks=$((checks+1)); echo "ok   $1"; }
 bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
 S=$B/astraea-search
+. "$(dirname "$0")/search_lib.sh" # wait_evals
 D=$B/tests/search_dump
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -92,7 +93,7 @@ if same_case synthetic $SYN; then
     # Ctrl-C with 3 workers: the evaluations in flight finish and are stored, exit 130
     $S $SYN --synthetic-ms 150 --db "$T/int.db" --workers 3 --quiet >"$T/log" 2>&1 &
     pid=$!
-    sleep 1.2 # references 0.6 s, then 15 evaluations of 0.6 s on 3 workers
+    wait_evals "$T/int.db" 1 # references 0.6 s, then 15 evaluations of 0.6 s on 3 workers
     kill -INT $pid; wait $pid; rc=$?
     if [ $rc -eq 130 ] && $S --db "$T/int.db" --list | grep -q interrupted \
         && $S $SYN --db "$T/int.db" --workers 2 --quiet >"$T/log" 2>&1 \

@@ -1,0 +1,16 @@
+# search_lib.sh — sourced by the astraea-search CLI tests (needs $S, the astraea-search binary).
+
+# evals_of DB: committed evaluations of run 1 ("" while the DB does not exist yet)
+evals_of() { [ -f "$1" ] && $S --db "$1" --list 2>/dev/null | awk 'NR==2 {print $9}'; }
+
+# wait_evals DB N: waits (up to 120 s) until run 1 in DB has N committed evaluations, so a
+# signal lands mid-search however slow this machine (or a sanitizer build) is
+wait_evals() {
+    local i n
+    for i in $(seq 1200); do
+        n=$(evals_of "$1")
+        [ -n "$n" ] && [ "$n" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
