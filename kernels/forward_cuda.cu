@@ -36,6 +36,7 @@
 
 extern "C" {
 #include "backend.h"
+#include "comm.h"
 #include "cpu_ops.h"       // ast_rope_table_init: the table both backends use
 #include "src/tokenwise.h" // ast_tw_projection: the sketch projection both backends use
 }
@@ -123,6 +124,14 @@ typedef struct {
     ast_cuda_tw *tw;          // selection scratch (token-wise engines)
     int N, gf, gh, gw, D, H, hd, Fd, Lt, P, Py, r, layers;
     float eps, scale;
+    // sequence parallelism (comm.h): this rank computes tokens [n0, n0 + N) of Ntot
+    ast_shard sh;             // size 1: the whole sequence
+    int n0, Ntot;
+    int64_t rn[AST_MAX_RANKS], r0[AST_MAX_RANKS];  // every rank's tokens and first token
+    int64_t rk[AST_MAX_RANKS], rk0[AST_MAX_RANKS]; // every rank's computed rows (per K)
+    ast_bf16 *patches;        // [Ntot, P] the whole latent's patches (sharded only)
+    ast_bf16 *xq_send, *xq_recv, *xkv_send, *xkv_recv, *xo_all, *xo_recv; // exchange (bf16)
+    float *lse_all, *lse_send;                                             // exchange (fp32)
 
     void *warena;             // one allocation for every weight
     dev_weights w;
@@ -342,7 +351,8 @@ static void cuda_destroy(void *impl) {
     void *bufs[] = {b->lat_in, b->lat_out, b->t, b->x, b->xs, b->h, b->hq, b->qkv, b->o,
                     b->tmp, b->ffn, b->lse_h, b->sk, b->score, b->sel, b->flags, b->headout,
                     b->sinus, b->thid, b->e, b->e0, b->E, b->hmod, b->ctx, b->ctx_hid,
-                    b->ctx_emb, b->warena};
+                    b->ctx_emb, b->warena, b->patches, b->xq_send, b->xq_recv, b->xkv_send,
+                    b->xkv_recv, b->xo_all, b->xo_recv, b->lse_all, b->lse_send};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) ast_cuda_free(bufs[i]);
     if (b->pin_in) cudaFreeHost(b->pin_in);
     if (b->pin_out) cudaFreeHost(b->pin_out);
@@ -391,6 +401,19 @@ static int alloc_scratch(cuda_backend *b) {
              ALLOC(b->lse_h, (int64_t)b->H * N, "attention LSE") &&
              ALLOC(b->sk, N * b->r, "input sketch") && ALLOC(b->score, N, "token scores") &&
              ALLOC(b->sel, N, "token selection") && ALLOC(b->flags, N, "token selection");
+    if (ok && b->sh.size > 1) { // sp_attention's exchange buffers
+        const int64_t Nt = b->Ntot, W = D / b->sh.size, Hg = b->H / b->sh.size;
+        ok = ALLOC(b->patches, Nt * b->P, "the latent's patches") &&
+             ALLOC(b->xq_send, N * D, "sequence-parallel buffers") &&
+             ALLOC(b->xq_recv, Nt * W, "sequence-parallel buffers") &&
+             ALLOC(b->xkv_send, N * 2 * D, "sequence-parallel buffers") &&
+             ALLOC(b->xkv_recv, Nt * 2 * W, "sequence-parallel buffers") &&
+             ALLOC(b->xo_all, Nt * W, "sequence-parallel buffers") &&
+             ALLOC(b->xo_recv, N * D, "sequence-parallel buffers");
+        if (ok && tw)
+            ok = ALLOC(b->lse_all, Nt * Hg, "sequence-parallel buffers") &&
+                 ALLOC(b->lse_send, Nt * Hg, "sequence-parallel buffers");
+    }
     if (!ok) return -1;
     CUDA_TRY(cudaHostAlloc((void **)&b->pin_in, sizeof(float) * nlat_in, cudaHostAllocDefault));
     CUDA_TRY(cudaHostAlloc((void **)&b->pin_out, sizeof(float) * nlat_out, cudaHostAllocDefault));
@@ -439,7 +462,7 @@ static int cuda_set_context(void *impl, int branch, const float *ctx) {
         ast_bf16 *kv = br->cross_kv + (size_t)l * Lt * 2 * D;
         rc = ast_gemm_run(b->gemm, Lt, 2 * D, D, b->ctx_emb, D, k->ckv_w, D, k->ckv_b, kv, 2 * D,
                           AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0, b->s) ||
-             ast_cuda_rmsnorm_rope(Lt, D, kv, 2 * D, k->cnorm_k, b->eps, NULL, 0, b->hd, NULL, 1,
+             ast_cuda_rmsnorm_rope(Lt, D, kv, 2 * D, k->cnorm_k, b->eps, NULL, 0, b->hd, NULL, 0, 1,
                                    1, b->s);
     }
     if (!rc) rc = ast_uploader_finish(b->up); // also waits for the kernels on the stream
@@ -452,6 +475,68 @@ static int cuda_set_context(void *impl, int branch, const float *ctx) {
 }
 
 // ---- forward ----------------------------------------------------------------------------------
+
+// Self-attention of this rank's K queries over all Ntot tokens, P > 1 (Ulysses; comm.h and
+// forward_cpu.c sp_attention, which this mirrors): q [K, 3D-strided], k/v [N, 3D-strided] go
+// from token-sharded to head-sharded (rank g: heads [g·Hg, (g+1)·Hg)) by strided copies and
+// NCCL all-to-alls, attention runs on the rank's heads over every token, and the output rows
+// (and per-head LSE) go back to their owners: b->o [K, D] and b->lse_h [H, K] as one rank
+// writes them. Every copy and exchange is on b->s, so a CUDA graph captures it.
+static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf16 *kk,
+                        const ast_bf16 *vv, int want_lse) {
+    const int P = b->sh.size, me = b->sh.rank, D = b->D, hd = b->hd, Hg = b->H / P;
+    const int64_t W = (int64_t)Hg * hd, N = b->N, bf = sizeof(ast_bf16);
+    cudaStream_t s = b->s;
+    ast_comm *cm = b->sh.comm;
+    int64_t Ktot = 0, sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
+            rd[AST_MAX_RANKS] = {0};
+    for (int i = 0; i < P; i++) Ktot += b->rk[i];
+    // queries: to rank g its heads' columns of my K rows
+    for (int g = 0; g < P; g++)
+        CUDA_TRY(cudaMemcpy2DAsync(b->xq_send + g * K * W, W * bf, q + g * W, 3 * D * bf, W * bf,
+                                   K, cudaMemcpyDeviceToDevice, s));
+    for (int i = 0; i < P; i++) {
+        sc[i] = K * W, sd[i] = i * K * W;
+        rc[i] = b->rk[i] * W, rd[i] = b->rk0[i] * W;
+    }
+    if (ast_comm_alltoallv(cm, me, b->xq_send, sc, sd, b->xq_recv, rc, rd, 2, s)) return -1;
+    // keys | values: to rank g its heads' columns of my N rows, as [row][k W | v W]
+    for (int g = 0; g < P; g++) {
+        ast_bf16 *dst = b->xkv_send + g * N * 2 * W;
+        CUDA_TRY(cudaMemcpy2DAsync(dst, 2 * W * bf, kk + g * W, 3 * D * bf, W * bf, N,
+                                   cudaMemcpyDeviceToDevice, s));
+        CUDA_TRY(cudaMemcpy2DAsync(dst + W, 2 * W * bf, vv + g * W, 3 * D * bf, W * bf, N,
+                                   cudaMemcpyDeviceToDevice, s));
+    }
+    for (int i = 0; i < P; i++) {
+        sc[i] = N * 2 * W, sd[i] = i * N * 2 * W;
+        rc[i] = b->rn[i] * 2 * W, rd[i] = b->r0[i] * 2 * W;
+    }
+    if (ast_comm_alltoallv(cm, me, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 2, s)) return -1;
+    if (ast_cuda_attention(b->xq_recv, (int)W, b->xkv_recv, (int)(2 * W), b->xkv_recv + W,
+                           (int)(2 * W), b->xo_all, (int)W, want_lse ? b->lse_all : NULL,
+                           (int)Ktot, b->Ntot, Hg, hd, b->scale, s))
+        return -1;
+    // back: rows of rank i to rank i; from rank g my K rows of its heads, into columns g·W
+    for (int i = 0; i < P; i++) {
+        sc[i] = b->rk[i] * W, sd[i] = b->rk0[i] * W;
+        rc[i] = K * W, rd[i] = i * K * W;
+    }
+    if (ast_comm_alltoallv(cm, me, b->xo_all, sc, sd, b->xo_recv, rc, rd, 2, s)) return -1;
+    for (int g = 0; g < P; g++)
+        CUDA_TRY(cudaMemcpy2DAsync(b->o + g * W, D * bf, b->xo_recv + g * K * W, W * bf, W * bf,
+                                   K, cudaMemcpyDeviceToDevice, s));
+    if (!want_lse) return 0;
+    // LSE [Hg, Ktot] -> to rank i its [Hg, K_i]; from rank g [Hg, K] = rows g·Hg.. of [H, K]
+    for (int i = 0; i < P; i++) {
+        CUDA_TRY(cudaMemcpy2DAsync(b->lse_send + Hg * b->rk0[i], b->rk[i] * sizeof(float),
+                                   b->lse_all + b->rk0[i], Ktot * sizeof(float),
+                                   b->rk[i] * sizeof(float), Hg, cudaMemcpyDeviceToDevice, s));
+        sc[i] = Hg * b->rk[i], sd[i] = Hg * b->rk0[i];
+        rc[i] = (int64_t)Hg * K, rd[i] = (int64_t)i * Hg * K;
+    }
+    return ast_comm_alltoallv(cm, me, b->lse_send, sc, sd, b->lse_h, rc, rd, 4, s);
+}
 
 // One block on the current residual stream b->x (see the file comment).
 static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
@@ -492,13 +577,16 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
             return -1;
     }
     if (ast_cuda_rmsnorm_rope(N, D, kk, 3 * D, k->norm_k, b->eps, b->w.rope, 1024, hd, NULL,
-                              b->gh, b->gw, s) ||
-        ast_cuda_rmsnorm_rope(K, D, q, 3 * D, k->norm_q, b->eps, b->w.rope, 1024, hd, sel, b->gh,
-                              b->gw, s))
+                              b->n0, b->gh, b->gw, s) ||
+        ast_cuda_rmsnorm_rope(K, D, q, 3 * D, k->norm_q, b->eps, b->w.rope, 1024, hd, sel, b->n0,
+                              b->gh, b->gw, s))
         return -1;
-    if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D, st ? b->lse_h : NULL, K, N, H,
-                           hd, b->scale, s))
+    if (b->sh.size > 1) {
+        if (sp_attention(b, K, q, kk, vv, st != NULL)) return -1;
+    } else if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D, st ? b->lse_h : NULL,
+                                  K, N, H, hd, b->scale, s)) {
         return -1;
+    }
     // xs = x[sel] + (o·Wo + bo)·E2   (dense-only engines: in place on x)
     float *xs = st ? b->xs : b->x;
     if (ast_gemm_run(g, K, D, D, b->o, D, k->so_w, D, k->so_b, b->tmp, D, OBF, AST_GEMM_EPI_BIAS,
@@ -513,7 +601,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
                            s) ||
         ast_gemm_run(g, K, D, D, b->h, D, k->cq_w, D, k->cq_b, cq, D, OBF, AST_GEMM_EPI_BIAS, 0,
                      s) ||
-        ast_cuda_rmsnorm_rope(K, D, cq, D, k->cnorm_q, b->eps, NULL, 0, hd, NULL, 1, 1, s) ||
+        ast_cuda_rmsnorm_rope(K, D, cq, D, k->cnorm_q, b->eps, NULL, 0, hd, NULL, 0, 1, 1, s) ||
         ast_cuda_attention(cq, D, ckv, 2 * D, ckv + D, 2 * D, b->o, D, NULL, K, b->Lt, H, hd,
                            b->scale, s) ||
         ast_gemm_run(g, K, D, D, b->o, D, k->co_w, D, k->co_b, xs, D, AST_GEMM_OUT_F32,
@@ -545,11 +633,12 @@ static int forward_body(cuda_backend *b, int branch, int K) {
     dev_branch *br = &b->br[branch];
     const int N = b->N, D = b->D;
     cudaStream_t s = b->s;
-    // patch embedding: x = patches·Wpᵀ + b (fp32 stream)
+    // patch embedding: x = patches·Wpᵀ + b (fp32 stream), this rank's rows [n0, n0 + N)
+    ast_bf16 *patches = b->sh.size > 1 ? b->patches : b->h;
     if (ast_cuda_patchify(b->lat_in, c->in_dim, b->p.frames, b->p.height, b->p.width, c->patch[0],
-                          c->patch[1], c->patch[2], b->h, b->P, s) ||
-        ast_gemm_run(b->gemm, N, D, b->P, b->h, b->P, w->patch_w, b->P, w->patch_b, b->x, D,
-                     AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 0, s))
+                          c->patch[1], c->patch[2], patches, b->P, s) ||
+        ast_gemm_run(b->gemm, N, D, b->P, patches + (size_t)b->n0 * b->P, b->P, w->patch_w, b->P,
+                     w->patch_b, b->x, D, AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 0, s))
         return -1;
     // time: e = W2·SiLU(W1·sin(t) + b1) + b2; e0 = Wp·SiLU(e) + bp; E = modulation + e0
     if (ast_cuda_sinusoid(b->t, c->freq_dim, b->sinus, s) ||
@@ -569,7 +658,10 @@ static int forward_body(cuda_backend *b, int branch, int K) {
         ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, b->hmod + D, b->hmod, b->eps,
                            s) ||
         ast_gemm_run(b->gemm, N, b->Py, D, b->h, D, w->head_w, D, w->head_b, b->headout, b->Py,
-                     AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 0, s) ||
+                     AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 0, s))
+        return -1;
+    // one rank: unpatchify here; a shard's rows go to the host as they are (cuda_forward)
+    if (b->sh.size == 1 &&
         ast_cuda_unpatchify(b->headout, b->Py, c->out_dim, b->p.frames, b->p.height, b->p.width,
                             c->patch[0], c->patch[1], c->patch[2], b->lat_out, s))
         return -1;
@@ -623,7 +715,14 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
     if (!br->has_context)
         return ast_fail("internal: forward on CFG branch %d before its context was set", branch);
     int K = N;
-    if (br->blocks && !dense && br->has_state) K = ast_budget_tokens(theta, N);
+    const int tw = br->blocks && !dense && br->has_state;
+    if (tw) K = ast_budget_tokens(theta, N);
+    int64_t k0 = 0; // every rank's rows this forward: the same rule on every rank
+    for (int i = 0; i < b->sh.size; i++) {
+        b->rk[i] = tw ? ast_budget_tokens(theta, (int)b->rn[i]) : b->rn[i];
+        b->rk0[i] = k0;
+        k0 += b->rk[i];
+    }
     CUDA_TRY(cudaSetDevice(b->dev));
     const size_t nin = (size_t)c->in_dim * b->p.frames * b->p.height * b->p.width;
     const size_t nout = (size_t)c->out_dim * b->p.frames * b->p.height * b->p.width;
@@ -637,10 +736,17 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
         cudaStreamSynchronize(b->s);
         return -1;
     }
-    CUDA_TRY(cudaMemcpyAsync(b->pin_out, b->lat_out, sizeof(float) * nout, cudaMemcpyDeviceToHost,
-                             b->s));
-    CUDA_TRY(cudaStreamSynchronize(b->s));
-    memcpy(out, b->pin_out, sizeof(float) * nout);
+    if (b->sh.size > 1) { // this shard's head rows; their pixels of out
+        CUDA_TRY(cudaMemcpyAsync(b->pin_out, b->headout, sizeof(float) * (size_t)N * b->Py,
+                                 cudaMemcpyDeviceToHost, b->s));
+        CUDA_TRY(cudaStreamSynchronize(b->s));
+        ast_unpatchify_rows(c, b->p.frames, b->p.height, b->p.width, b->n0, N, b->pin_out, out);
+    } else {
+        CUDA_TRY(cudaMemcpyAsync(b->pin_out, b->lat_out, sizeof(float) * nout,
+                                 cudaMemcpyDeviceToHost, b->s));
+        CUDA_TRY(cudaStreamSynchronize(b->s));
+        memcpy(out, b->pin_out, sizeof(float) * nout);
+    }
     if (br->blocks) br->has_state = 1;
     if (info) {
         info->tokens = N;
@@ -652,7 +758,8 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
 static const ast_backend_vtable cuda_vtable = {cuda_set_context, cuda_reset, cuda_forward,
                                                cuda_destroy, cuda_device_name};
 
-extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
+extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p,
+                                       const ast_shard *sh, void **impl,
                                        const ast_backend_vtable **vt) {
     *impl = NULL;
     *vt = NULL;
@@ -675,6 +782,9 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
         return ast_fail("the CUDA time embedding supports widths up to 12288 (dim %d, freq_dim "
                         "%d); use --backend cpu",
                         c->dim, c->freq_dim);
+    if (p->tokenwise && p->tw.select_segments > 1 && !(sh && sh->size > 1))
+        return ast_fail("per-segment token selection on one GPU is not implemented by the CUDA "
+                        "backend; use --backend cpu, or run the segments as GPUs (--gpus)");
     cuda_backend *b = (cuda_backend *)ast_calloc(1, sizeof *b, "the CUDA backend");
     if (!b) return -1;
     b->m = m;
@@ -683,7 +793,12 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
     b->gf = p->frames / c->patch[0];
     b->gh = p->height / c->patch[1];
     b->gw = p->width / c->patch[2];
-    b->N = b->gf * b->gh * b->gw;
+    b->Ntot = b->gf * b->gh * b->gw;
+    b->sh = sh && sh->size > 1 ? *sh : ast_shard{NULL, 0, 1};
+    for (int i = 0; i < b->sh.size; i++)
+        ast_shard_range(b->Ntot, b->sh.size, i, &b->r0[i], &b->rn[i]);
+    b->n0 = (int)b->r0[b->sh.rank];
+    b->N = (int)b->rn[b->sh.rank];
     b->D = c->dim;
     b->H = c->num_heads;
     b->hd = c->head_dim;

@@ -386,7 +386,7 @@ template <int NV, int WPR>
 static __global__ void __launch_bounds__(128)
     rms_rope_vec_kernel(int L, int C, bf16 *__restrict__ x, int ldx, const float *__restrict__ w,
                         float eps, const float2 *__restrict__ cs, int head_dim, rope_split sp,
-                        const int32_t *__restrict__ tok, int gh, int gw) {
+                        const int32_t *__restrict__ tok, int tok0, int gh, int gw) {
     constexpr int T = 32 * WPR, RPB = 4 / WPR;
     __shared__ float red[4];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -409,7 +409,7 @@ static __global__ void __launch_bounds__(128)
     const float rr = rsqrtf(ast_row_sum<WPR>(ss, red) / (float)C + eps);
     int pf = 0, pi = 0, pj = 0;
     if (cs) {
-        const int n = tok ? tok[r] : r;
+        const int n = tok0 + (tok ? tok[r] : r);
         pf = n / (gh * gw);
         pi = (n / gw) % gh;
         pj = n % gw;
@@ -440,8 +440,8 @@ static __global__ void __launch_bounds__(128)
 static __global__ void __launch_bounds__(128)
     rms_rope_scalar_kernel(int L, int C, bf16 *__restrict__ x, int ldx,
                            const float *__restrict__ w, float eps, const float2 *__restrict__ cs,
-                           int head_dim, rope_split sp, const int32_t *__restrict__ tok, int gh,
-                           int gw) {
+                           int head_dim, rope_split sp, const int32_t *__restrict__ tok, int tok0,
+                           int gh, int gw) {
     const int lane = threadIdx.x & 31;
     const int r = blockIdx.x * 4 + (threadIdx.x >> 5);
     if (r >= L) return;
@@ -457,7 +457,7 @@ static __global__ void __launch_bounds__(128)
             xr[c] = __float2bfloat16_rn(__bfloat162float(xr[c]) * rr * w[c]);
         return;
     }
-    const int n = tok ? tok[r] : r;
+    const int n = tok0 + (tok ? tok[r] : r);
     const int pf = n / (gh * gw), pi = (n / gw) % gh, pj = n % gw, half = head_dim >> 1;
     for (int p = lane; p < C / 2; p += 32) { // C is a multiple of head_dim (checked)
         const int c = 2 * p;
@@ -471,7 +471,7 @@ static __global__ void __launch_bounds__(128)
 
 int ast_cuda_rmsnorm_rope(int L, int C, ast_bf16 *x, int ldx, const float *w, float eps,
                           const float *rope_cs, int npos, int head_dim, const int32_t *tok,
-                          int gh, int gw, cudaStream_t s) {
+                          int tok0, int gh, int gw, cudaStream_t s) {
     if (L <= 0) return 0;
     if (C <= 0 || ldx < C || !w)
         return ast_fail("internal: rmsnorm with C=%d, ldx=%d, w=%p", C, ldx, (const void *)w);
@@ -487,10 +487,10 @@ int ast_cuda_rmsnorm_rope(int L, int C, ast_bf16 *x, int ldx, const float *w, fl
     bool done = false;
     if (vec)
         done = AST_ROW_DISPATCH(rms_rope_vec_kernel, C / 8, L, s, L, C, xx, ldx, w, eps, cs,
-                                head_dim, sp, tok, gh, gw);
+                                head_dim, sp, tok, tok0, gh, gw);
     if (!done)
         rms_rope_scalar_kernel<<<(unsigned)((L + 3) / 4), 128, 0, s>>>(L, C, xx, ldx, w, eps, cs,
-                                                                        head_dim, sp, tok, gh, gw);
+                                                                        head_dim, sp, tok, tok0, gh, gw);
     CUDA_TRY_LAUNCH();
     return 0;
 }

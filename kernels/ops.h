@@ -72,11 +72,11 @@ int ast_cuda_layernorm(int L, int C, const float *x, int ldx, const int32_t *row
  * statistics), then, if rope_cs != NULL, Wan 3D RoPE (wan21.md §1.4) on each head of head_dim
  * channels, all in fp32 registers with one rounding to bf16 at the end.
  * rope_cs: device table [npos, head_dim/2, 2] of (cos, sin), as ast_rope_table_init builds it.
- * Row r is token n = tok ? tok[r] : r of a grid (F', gh, gw): f = n / (gh·gw),
+ * Row r is token n = tok0 + (tok ? tok[r] : r) of a grid (F', gh, gw): f = n / (gh·gw),
  * i = (n / gw) % gh, j = n % gw; each must be < npos (the engine checks the grid <= 1024). */
 int ast_cuda_rmsnorm_rope(int L, int C, ast_bf16 *x, int ldx, const float *w, float eps,
                           const float *rope_cs, int npos, int head_dim, const int32_t *tok,
-                          int gh, int gw, cudaStream_t s);
+                          int tok0, int gh, int gw, cudaStream_t s);
 
 /* ---- residual stream ---------------------------------------------------------------------- */
 

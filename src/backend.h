@@ -11,6 +11,7 @@ extern "C" {
 
 #include <stddef.h>
 
+#include "comm.h"
 #include "engine.h"
 
 typedef struct {
@@ -25,12 +26,20 @@ typedef struct {
     const char *(*device_name)(void *impl);
 } ast_backend_vtable;
 
-int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
-                           const ast_backend_vtable **vt);
+/* sh: this backend's rank in a sequence-parallel group (size 1: the whole sequence). A rank
+ * computes its token shard ast_shard_range(N, P, rank) and, in forward, writes only those
+ * tokens of `out` (the engine passes every rank the same buffers). */
+int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, const ast_shard *sh,
+                           void **impl, const ast_backend_vtable **vt);
 
 /* CUDA (kernels/; src/gpu_none.c when built without CUDA). */
-int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
-                            const ast_backend_vtable **vt);
+int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, const ast_shard *sh,
+                            void **impl, const ast_backend_vtable **vt);
+
+/* Head output rows y [count, pt·ph·pw·out_dim] of tokens [n0, n0 + count) -> their pixels of
+ * out [out_dim, F, H, W] (wan21.md §1.5); the other pixels are left as they are. */
+void ast_unpatchify_rows(const ast_wan_config *c, int F, int H, int W, int64_t n0,
+                         int64_t count, const float *y, float *out);
 /* Number of usable CUDA devices; 0 with a reason ("built without CUDA", "no CUDA device:
  * cudaGetDeviceCount returned ...") written into reason. */
 int ast_cuda_device_count(char *reason, size_t reason_len);

@@ -58,7 +58,7 @@ typedef struct {
 } ast_rope_table;
 int ast_rope_table_init(ast_rope_table *t, int head_dim);
 void ast_rope_table_free(ast_rope_table *t);
-void ast_cpu_rope(int L, int H, float *x, int ldx, const int32_t *tok, int gh, int gw,
+void ast_cpu_rope(int L, int H, float *x, int ldx, const int32_t *tok, int64_t tok0, int gh, int gw,
                   const ast_rope_table *t);
 
 /* SIMD path of every operator above: "avx2" (AVX2+FMA, used when the CPU has them) or

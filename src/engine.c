@@ -1,8 +1,12 @@
 /* engine.c — the public engine API (engine.h): argument checks, context padding, dispatch to
- * the CPU or CUDA backend, and the accounting of the token-wise state. */
+ * the CPU or CUDA backend, the accounting of the token-wise state, and sequence parallelism:
+ * with P ranks the engine holds P backends (one per token shard, comm.h) and runs each forward
+ * on P threads, rank 0 on the caller's. */
 #include "engine.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,8 +16,13 @@
 struct ast_engine {
     const ast_model *m;
     ast_engine_params p;
-    void *impl;
+    void *impl;               /* rank 0's backend (the only one when P == 1) */
     const ast_backend_vtable *vt;
+    int P;                    /* ranks */
+    void *ranks[AST_MAX_RANKS];
+    ast_comm *comm;
+    int broken;               /* a rank failed mid-forward: the group is unusable */
+    char name[160];
     int N;
     int *fresh;        /* [n_branches]: 1 until the first forward after reset */
     float *ctx_padded; /* [text_len, text_dim] */
@@ -49,6 +58,22 @@ static int check_params(const ast_model *m, const ast_engine_params *p) {
                         (long long)gf * gh * gw);
     if (p->n_branches < 1 || p->n_branches > 2)
         return ast_fail("internal: n_branches must be 1 or 2, got %d", p->n_branches);
+    int P = p->n_ranks > 1 ? p->n_ranks : 1;
+    if (P > AST_MAX_RANKS)
+        return ast_fail("sequence parallelism over %d ranks: at most %d are supported", P,
+                        AST_MAX_RANKS);
+    if (P > 1 && c->num_heads % P) {
+        char ok[128] = "";
+        size_t o = 0;
+        for (int d = 1; d <= c->num_heads && d <= AST_MAX_RANKS && o < sizeof ok - 8; d++)
+            if (c->num_heads % d == 0) o += (size_t)snprintf(ok + o, sizeof ok - o, "%s%d", o ? ", " : "", d);
+        return ast_fail("one generation over %d %s needs the model's head count (%d) to be "
+                        "divisible by it (each rank computes attention for num_heads / P heads); "
+                        "use %s",
+                        P, p->backend == AST_BACKEND_CUDA ? "GPUs" : "ranks", c->num_heads, ok);
+    }
+    if (P > 1 && (int64_t)gf * gh * gw < P)
+        return ast_fail("%lld tokens cannot be split over %d ranks", (long long)gf * gh * gw, P);
     return 0;
 }
 
@@ -65,9 +90,27 @@ int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine
     e->ctx_padded = ast_alloc_aligned(sizeof(float) * m->cfg.text_len * m->cfg.text_dim,
                                       "the padded context");
     int rc = (!e->fresh || !e->ctx_padded) ? -1 : 0;
+    e->P = p->n_ranks > 1 ? p->n_ranks : 1;
+    if (rc == 0 && e->P > 1)
+        rc = p->backend == AST_BACKEND_CUDA ? ast_comm_nccl_create(e->P, p->devices, &e->comm)
+                                            : ast_comm_threads_create(e->P, &e->comm);
+    for (int r = 0; rc == 0 && r < e->P; r++) {
+        ast_engine_params pr = *p;
+        if (e->P > 1) pr.device = p->devices[r];
+        ast_shard sh = {e->comm, r, e->P};
+        rc = p->backend == AST_BACKEND_CUDA
+                 ? ast_cuda_backend_create(m, &pr, &sh, &e->ranks[r], &e->vt)
+                 : ast_cpu_backend_create(m, &pr, &sh, &e->ranks[r], &e->vt);
+        if (rc && e->P > 1) ast_error_prefix("rank %d of %d", r, e->P);
+    }
+    e->impl = e->ranks[0];
     if (rc == 0) {
-        rc = p->backend == AST_BACKEND_CUDA ? ast_cuda_backend_create(m, p, &e->impl, &e->vt)
-                                            : ast_cpu_backend_create(m, p, &e->impl, &e->vt);
+        const char *n0 = e->vt->device_name(e->impl);
+        if (e->P > 1)
+            snprintf(e->name, sizeof e->name, "%d x %s (sequence parallel, %s)", e->P, n0,
+                     e->comm->kind);
+        else
+            snprintf(e->name, sizeof e->name, "%s", n0);
     }
     if (rc) {
         ast_engine_free(e);
@@ -80,7 +123,9 @@ int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine
 
 void ast_engine_free(ast_engine *e) {
     if (!e) return;
-    if (e->vt && e->impl) e->vt->destroy(e->impl);
+    for (int r = 0; r < e->P; r++)
+        if (e->vt && e->ranks[r]) e->vt->destroy(e->ranks[r]);
+    ast_comm_free(e->comm);
     free(e->fresh);
     ast_free_aligned(e->ctx_padded);
     free(e);
@@ -102,12 +147,81 @@ int ast_engine_set_context(ast_engine *e, int branch, const float *ctx, int L) {
     size_t bytes = sizeof(float) * (size_t)c->text_len * c->text_dim;
     memset(e->ctx_padded, 0, bytes);
     if (L) memcpy(e->ctx_padded, ctx, sizeof(float) * (size_t)L * c->text_dim);
-    return e->vt->set_context(e->impl, branch, e->ctx_padded);
+    for (int r = 0; r < e->P; r++)
+        if (e->vt->set_context(e->ranks[r], branch, e->ctx_padded)) {
+            if (e->P > 1) ast_error_prefix("rank %d of %d", r, e->P);
+            return -1;
+        }
+    return 0;
 }
 
 void ast_engine_reset(ast_engine *e) {
     for (int i = 0; i < e->p.n_branches; i++) e->fresh[i] = 1;
-    e->vt->reset(e->impl);
+    for (int r = 0; r < e->P; r++) e->vt->reset(e->ranks[r]);
+}
+
+/* ---- one forward on P ranks ---------------------------------------------------------------- */
+
+typedef struct {
+    ast_engine *e;
+    int rank, branch, dense;
+    const float *x;
+    float t, theta;
+    float *out;
+    ast_forward_info info;
+    int rc;
+    char err[1024];
+} rank_job;
+
+static void *rank_main(void *arg) {
+    rank_job *j = arg;
+    j->rc = j->e->vt->forward(j->e->ranks[j->rank], j->branch, j->x, j->t, j->theta, j->dense,
+                              j->out, &j->info);
+    if (j->rc) {
+        snprintf(j->err, sizeof j->err, "%s", ast_error_get());
+        ast_comm_abort(j->e->comm); /* the others return from their next exchange */
+    }
+    return NULL;
+}
+
+static int forward_ranks(ast_engine *e, int branch, const float *x, float t, float theta,
+                         int dense, float *out, ast_forward_info *info) {
+    if (e->broken)
+        return ast_fail("the sequence-parallel group failed in an earlier forward; create a new "
+                        "engine");
+    rank_job jobs[AST_MAX_RANKS];
+    pthread_t th[AST_MAX_RANKS];
+    int started[AST_MAX_RANKS] = {0};
+    for (int r = 0; r < e->P; r++) {
+        jobs[r] = (rank_job){.e = e, .rank = r, .branch = branch, .dense = dense, .x = x,
+                             .t = t, .theta = theta, .out = out};
+    }
+    for (int r = 1; r < e->P; r++) {
+        started[r] = pthread_create(&th[r], NULL, rank_main, &jobs[r]) == 0;
+        if (!started[r]) {
+            jobs[r].rc = -1;
+            snprintf(jobs[r].err, sizeof jobs[r].err, "could not start its thread");
+            ast_comm_abort(e->comm);
+        }
+    }
+    rank_main(&jobs[0]);
+    for (int r = 1; r < e->P; r++)
+        if (started[r]) pthread_join(th[r], NULL);
+    /* the first rank that failed for a reason of its own, not because another one aborted */
+    int bad = -1;
+    for (int r = 0; r < e->P; r++)
+        if (jobs[r].rc && (bad < 0 || strstr(jobs[bad].err, "another rank failed"))) bad = r;
+    if (bad >= 0) {
+        e->broken = 1;
+        return ast_fail("rank %d of %d: %s", bad, e->P, jobs[bad].err);
+    }
+    if (info) {
+        *info = jobs[0].info;
+        info->tokens = e->N;
+        info->computed = 0;
+        for (int r = 0; r < e->P; r++) info->computed += jobs[r].info.computed;
+    }
+    return 0;
 }
 
 int ast_engine_forward(ast_engine *e, int branch, const float *x, float t, float theta,
@@ -121,7 +235,8 @@ int ast_engine_forward(ast_engine *e, int branch, const float *x, float t, float
     int dense = e->fresh[branch] || theta >= 1;
     e->fresh[branch] = 0;
     if (info) memset(info, 0, sizeof *info);
-    int rc = e->vt->forward(e->impl, branch, x, t, theta, dense, out, info);
+    int rc = e->P > 1 ? forward_ranks(e, branch, x, t, theta, dense, out, info)
+                      : e->vt->forward(e->impl, branch, x, t, theta, dense, out, info);
     if (rc == 0 && info) {
         const ast_wan_config *c = &e->m->cfg;
         int r = e->p.tw.sketch_dim > 0 ? e->p.tw.sketch_dim : 32;
@@ -137,7 +252,8 @@ int ast_engine_forward(ast_engine *e, int branch, const float *x, float t, float
 
 int ast_engine_tokens(const ast_engine *e) { return e->N; }
 const ast_model *ast_engine_model(const ast_engine *e) { return e->m; }
-const char *ast_engine_device_name(const ast_engine *e) { return e->vt->device_name(e->impl); }
+const char *ast_engine_device_name(const ast_engine *e) { return e->name; }
+int ast_engine_ranks(const ast_engine *e) { return e->P; }
 
 int ast_check_latent(const ast_model *m, const ast_tensor *x, const char *what) {
     const ast_wan_config *c = &m->cfg;

@@ -22,6 +22,7 @@ extern "C" {
 
 #include <stdint.h>
 
+#include "comm.h"
 #include "wan.h"
 
 typedef enum { AST_BACKEND_CPU = 0, AST_BACKEND_CUDA = 1 } ast_backend_kind;
@@ -37,13 +38,21 @@ typedef struct {
     ast_cache_mode cache;   /* what an unselected token reuses */
     int delta_normalize;    /* 1: Δ divided by its mean over tokens before scoring */
     int sketch_dim;         /* width of the random projection used to estimate Δ = ‖x - ref‖ */
+    int select_segments;    /* 0/1: one top-K over all tokens; S > 1: the tokens split into S
+                               contiguous segments (ast_shard_range), each with its own budget
+                               round(theta·n_s) and top-K — what S-rank sequence parallelism
+                               does; a 1-rank engine with S = P selects exactly like P ranks */
 } ast_tokenwise_opts;
 
 void ast_tokenwise_opts_default(ast_tokenwise_opts *o);
 
 typedef struct {
     ast_backend_kind backend;
-    int device;              /* CUDA device ordinal (backend CUDA) */
+    int device;              /* CUDA device ordinal (backend CUDA, n_ranks <= 1) */
+    int n_ranks;             /* 0/1: one device; P > 1: sequence parallelism over P ranks
+                                (docs/multigpu.md): CUDA devices devices[0..P) through NCCL, or
+                                P threads of the CPU backend. P must divide num_heads. */
+    int devices[AST_MAX_RANKS];
     int frames, height, width; /* latent F, H, W (divisible by the patch) */
     int n_branches;          /* 1 (no CFG) or 2 */
     int tokenwise;           /* 0: dense-only engine (no per-block state, theta must be 1);
@@ -72,6 +81,7 @@ int ast_engine_forward(ast_engine *e, int branch, const float *x, float t, float
 int ast_engine_tokens(const ast_engine *e);
 const ast_model *ast_engine_model(const ast_engine *e);
 const char *ast_engine_device_name(const ast_engine *e); /* "cpu (2 threads)", "NVIDIA H100 ..." */
+int ast_engine_ranks(const ast_engine *e);              /* P of sequence parallelism (1: none) */
 
 /* Validates a latent/context input: shape, divisibility by the patch, NaN/Inf. */
 int ast_check_latent(const ast_model *m, const ast_tensor *x, const char *what);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "comm.h"
 #include "common.h"
 #include "cpu_ops.h"
 #include "tokenwise.h"
@@ -39,8 +40,16 @@ typedef struct {
 typedef struct {
     const ast_model *m;
     ast_engine_params p;
-    int N, gf, gh, gw, D, H, hd, Fd, L, P;  /* tokens, grid, width, heads, head dim, ffn,
-                                               text_len, patch vector length */
+    int N, gf, gh, gw, D, H, hd, Fd, L, P;  /* tokens of this rank, grid, width, heads, head
+                                               dim, ffn, text_len, patch vector length */
+    /* sequence parallelism (comm.h): this rank computes tokens [n0, n0 + N) of Ntot */
+    ast_shard sh;            /* size 1: the whole sequence */
+    int n0, Ntot;
+    int threads;             /* OpenMP threads of this rank */
+    int64_t rn[AST_MAX_RANKS], r0[AST_MAX_RANKS]; /* every rank's token count and first token */
+    int64_t rk[AST_MAX_RANKS], rk0[AST_MAX_RANKS];/* every rank's computed rows this forward */
+    float *xq_send, *xq_recv, *xkv_send, *xkv_recv, *xo_all, *xo_recv, *lse_all; /* exchange */
+    float theta;             /* this forward's budget (per-shard selection) */
     int r;                   /* sketch width */
     ast_rope_table rope;
     float *proj;             /* [r, D] sketch projection (tokenwise.h) */
@@ -86,7 +95,9 @@ static void cpu_destroy(void *impl) {
     free(b->br);
     ast_rope_table_free(&b->rope);
     float *bufs[] = {b->proj, b->x, b->xin, b->h, b->kv, b->q, b->o, b->xs, b->tmp, b->ffn,
-                     b->lse_h, b->sk, b->score, b->e, b->e0, b->mod, b->headout};
+                     b->lse_h, b->sk, b->score, b->e, b->e0, b->mod, b->headout,
+                     b->xq_send, b->xq_recv, b->xkv_send, b->xkv_recv, b->xo_all, b->xo_recv,
+                     b->lse_all};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) ast_free_aligned(bufs[i]);
     ast_free_aligned(b->sel);
     ast_free_aligned(b->work);
@@ -98,14 +109,16 @@ static const char *cpu_device_name(void *impl) { return ((cpu_backend *)impl)->n
 /* ---- embeddings -------------------------------------------------------------------------- */
 
 /* x [C, F, Hh, Ww] -> patches [N, C*pt*ph*pw] in Conv3d weight order (c, kt, kh, kw). */
+/* Only this rank's tokens [n0, n0 + N) (row r = token n0 + r). */
 static void patchify(const cpu_backend *b, const float *x, float *patches) {
     const ast_wan_config *c = &b->m->cfg;
     int pt = c->patch[0], ph = c->patch[1], pw = c->patch[2], C = c->in_dim;
     int F = b->p.frames, Hh = b->p.height, Ww = b->p.width;
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < b->N; n++) {
+    for (int r = 0; r < b->N; r++) {
+        int n = b->n0 + r;
         int f = n / (b->gh * b->gw), i = (n / b->gw) % b->gh, j = n % b->gw;
-        float *dst = patches + (int64_t)n * b->P;
+        float *dst = patches + (int64_t)r * b->P;
         int k = 0;
         for (int ch = 0; ch < C; ch++)
             for (int at = 0; at < pt; at++)
@@ -116,15 +129,15 @@ static void patchify(const cpu_backend *b, const float *x, float *patches) {
     }
 }
 
-/* head output y [N, pt*ph*pw*C] (c fastest) -> out [C, F, H, W] (wan21.md §1.5). */
-static void unpatchify(const cpu_backend *b, const float *y, float *out) {
-    const ast_wan_config *c = &b->m->cfg;
+void ast_unpatchify_rows(const ast_wan_config *c, int F, int Hh, int Ww, int64_t n0,
+                         int64_t count, const float *y, float *out) {
     int pt = c->patch[0], ph = c->patch[1], pw = c->patch[2], C = c->out_dim;
-    int F = b->p.frames, Hh = b->p.height, Ww = b->p.width, Py = pt * ph * pw * C;
+    int gh = Hh / ph, gw = Ww / pw, Py = pt * ph * pw * C;
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < b->N; n++) {
-        int f = n / (b->gh * b->gw), i = (n / b->gw) % b->gh, j = n % b->gw;
-        const float *src = y + (int64_t)n * Py;
+    for (int64_t r = 0; r < count; r++) {
+        int64_t n = n0 + r;
+        int64_t f = n / ((int64_t)gh * gw), i = (n / gw) % gh, j = n % gw;
+        const float *src = y + r * Py;
         for (int at = 0; at < pt; at++)
             for (int a = 0; a < ph; a++)
                 for (int bb = 0; bb < pw; bb++)
@@ -207,7 +220,68 @@ static void gather_rows(int K, int D, const int32_t *sel, const float *src, int 
         memcpy(dst + (int64_t)r * ldd, src + (int64_t)sel[r] * lds, sizeof(float) * D);
 }
 
-static void block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense) {
+/* Self-attention of this rank's K queries over all Ntot tokens, P > 1 (Ulysses, comm.h):
+ * queries and keys/values go from token-sharded [rows, all heads] to head-sharded [all rows,
+ * H/P heads] (rank g gets heads [g·Hg, (g+1)·Hg)), each rank runs attention for its heads, and
+ * the outputs with their per-head LSE come back to the ranks that own the rows. b->q [K, D]
+ * in, b->o [K, D] and b->lse_h [H, K] out, exactly as the 1-rank call writes them. */
+static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv, float scale) {
+    const int P = b->sh.size, me = b->sh.rank, D = b->D, hd = b->hd, Hg = b->H / P;
+    const int W = Hg * hd, Wr = W + Hg; /* a returned row: Hg heads of output, then Hg LSEs */
+    const int64_t N = b->N;
+    int64_t Ktot = 0, sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
+            rd[AST_MAX_RANKS] = {0};
+    for (int i = 0; i < P; i++) Ktot += b->rk[i];
+    /* queries: to rank g its heads' columns of my K rows */
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < (int64_t)P * K; r++) {
+        int g = (int)(r / K);
+        memcpy(b->xq_send + r * W, b->q + (r % K) * D + (int64_t)g * W, sizeof(float) * W);
+    }
+    for (int i = 0; i < P; i++) {
+        sc[i] = (int64_t)K * W, sd[i] = (int64_t)i * K * W;
+        rc[i] = b->rk[i] * W, rd[i] = b->rk0[i] * W;
+    }
+    if (ast_comm_alltoallv(b->sh.comm, me, b->xq_send, sc, sd, b->xq_recv, rc, rd, 4, NULL))
+        return -1;
+    /* keys | values: to rank g its heads' columns of my N rows, as [row][k W | v W] */
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < (int64_t)P * N; r++) {
+        int g = (int)(r / N);
+        float *dst = b->xkv_send + r * 2 * W;
+        memcpy(dst, kk + (r % N) * 2 * D + (int64_t)g * W, sizeof(float) * W);
+        memcpy(dst + W, vv + (r % N) * 2 * D + (int64_t)g * W, sizeof(float) * W);
+    }
+    for (int i = 0; i < P; i++) {
+        sc[i] = N * 2 * W, sd[i] = (int64_t)i * N * 2 * W;
+        rc[i] = b->rn[i] * 2 * W, rd[i] = b->r0[i] * 2 * W;
+    }
+    if (ast_comm_alltoallv(b->sh.comm, me, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 4, NULL))
+        return -1;
+    ast_cpu_attention((int)Ktot, b->Ntot, Hg, hd, b->xq_recv, W, b->xkv_recv, 2 * W,
+                      b->xkv_recv + W, 2 * W, b->xo_all, Wr, b->lse_all, scale);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < Ktot; r++)
+        for (int h = 0; h < Hg; h++) b->xo_all[r * Wr + W + h] = b->lse_all[h * Ktot + r];
+    /* back: rows of rank i to rank i; from rank g, my K rows of its heads */
+    for (int i = 0; i < P; i++) {
+        sc[i] = b->rk[i] * Wr, sd[i] = b->rk0[i] * Wr;
+        rc[i] = (int64_t)K * Wr, rd[i] = (int64_t)i * K * Wr;
+    }
+    if (ast_comm_alltoallv(b->sh.comm, me, b->xo_all, sc, sd, b->xo_recv, rc, rd, 4, NULL))
+        return -1;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < (int64_t)P * K; r++) {
+        int g = (int)(r / K);
+        int64_t row = r % K;
+        const float *src = b->xo_recv + r * Wr;
+        memcpy(b->o + row * D + (int64_t)g * W, src, sizeof(float) * W);
+        for (int h = 0; h < Hg; h++) b->lse_h[(int64_t)(g * Hg + h) * K + row] = src[W + h];
+    }
+    return 0;
+}
+
+static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense) {
     const ast_wan_config *c = &b->m->cfg;
     const ast_wan_block *w = &b->m->w.blocks[l];
     const int N = b->N, D = b->D, H = b->H, hd = b->hd;
@@ -226,8 +300,14 @@ static void block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dens
                      AST_EPI_NONE, 0);
     }
     if (gather) {
-        ast_tw_scores(N, b->r, b->sk, st->refsketch, st->lse, st->skip, &b->p.tw, b->score);
-        ast_tw_topk(N, K, b->score, sel, b->work);
+        if (b->sh.size == 1 && b->p.tw.select_segments > 1) {
+            ast_tw_scores_segments(N, b->p.tw.select_segments, b->r, b->sk, st->refsketch,
+                                   st->lse, st->skip, &b->p.tw, b->score);
+            ast_tw_topk_segments(N, b->p.tw.select_segments, b->theta, b->score, sel, b->work);
+        } else {
+            ast_tw_scores(N, b->r, b->sk, st->refsketch, st->lse, st->skip, &b->p.tw, b->score);
+            ast_tw_topk(N, K, b->score, sel, b->work);
+        }
     }
     if (st) memcpy(b->xin, b->x, sizeof(float) * (size_t)N * D);
 
@@ -237,7 +317,7 @@ static void block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dens
     linear(N, b->h, D, &w->self_attn.k_w, w->self_attn.k_b, kk, 2 * D, AST_EPI_NONE);
     linear(N, b->h, D, &w->self_attn.v_w, w->self_attn.v_b, vv, 2 * D, AST_EPI_NONE);
     ast_cpu_rmsnorm(N, D, kk, 2 * D, w->self_attn.norm_k, c->eps);
-    ast_cpu_rope(N, H, kk, 2 * D, NULL, b->gh, b->gw, &b->rope);
+    ast_cpu_rope(N, H, kk, 2 * D, NULL, b->n0, b->gh, b->gw, &b->rope);
     const float *hq = b->h;
     if (gather) {
         gather_rows(K, D, sel, b->h, D, b->tmp, D);
@@ -245,8 +325,12 @@ static void block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dens
     }
     linear(K, hq, D, &w->self_attn.q_w, w->self_attn.q_b, b->q, D, AST_EPI_NONE);
     ast_cpu_rmsnorm(K, D, b->q, D, w->self_attn.norm_q, c->eps);
-    ast_cpu_rope(K, H, b->q, D, gather ? sel : NULL, b->gh, b->gw, &b->rope);
-    ast_cpu_attention(K, N, H, hd, b->q, D, kk, 2 * D, vv, 2 * D, b->o, D, b->lse_h, scale);
+    ast_cpu_rope(K, H, b->q, D, gather ? sel : NULL, b->n0, b->gh, b->gw, &b->rope);
+    if (b->sh.size > 1) {
+        if (sp_attention(b, K, kk, vv, scale)) return -1;
+    } else {
+        ast_cpu_attention(K, N, H, hd, b->q, D, kk, 2 * D, vv, 2 * D, b->o, D, b->lse_h, scale);
+    }
     /* xs = x[sel] + (o·Wo + bo)·E2 */
     float *xs = b->x;
     if (gather) {
@@ -276,7 +360,7 @@ static void block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dens
     for (int r = 0; r < K; r++)
         for (int i = 0; i < D; i++) xs[(int64_t)r * D + i] += b->tmp[(int64_t)r * D + i] * E5[i];
 
-    if (!st) return; /* dense-only engine: x was updated in place */
+    if (!st) return 0; /* dense-only engine: x was updated in place */
 
     /* 5. scatter + state update */
     const int residual = b->p.tw.cache == AST_CACHE_RESIDUAL;
@@ -294,7 +378,7 @@ static void block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dens
                    sizeof(float) * b->r);
         }
         (void)dense;
-        return;
+        return 0;
     }
     /* unselected tokens: reuse the cache (work[] marks the selected) */
     int32_t *mark = b->work;
@@ -324,6 +408,7 @@ static void block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dens
         st->skip[n] = 0;
         memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r, sizeof(float) * b->r);
     }
+    return 0;
 }
 
 static int cpu_forward(void *impl, int branch, const float *xin, float t, float theta, int dense,
@@ -336,14 +421,31 @@ static int cpu_forward(void *impl, int branch, const float *xin, float t, float 
     if (!br->has_context)
         return ast_fail("internal: forward on CFG branch %d before its context was set", branch);
     int K = N;
-    if (br->blocks && !dense && br->has_state) K = ast_budget_tokens(theta, N);
+    const int tw = br->blocks && !dense && br->has_state;
+    if (tw) K = b->sh.size == 1 && b->p.tw.select_segments > 1
+                    ? ast_tw_budget(theta, N, b->p.tw.select_segments)
+                    : ast_budget_tokens(theta, N);
+    b->theta = theta;
+    if (b->sh.size > 1) { /* every rank's rows this forward: the same rule on every rank */
+        omp_set_num_threads(b->threads);
+        int64_t k0 = 0;
+        for (int i = 0; i < b->sh.size; i++) {
+            b->rk[i] = tw ? ast_budget_tokens(theta, (int)b->rn[i]) : b->rn[i];
+            b->rk0[i] = k0;
+            k0 += b->rk[i];
+        }
+    }
 
     /* patch embedding: x = patches·Wpᵀ + b */
     patchify(b, xin, b->h);
     ast_cpu_gemm(N, D, b->P, b->h, b->P, w->patch_w.data, w->patch_w.dtype, b->P, w->patch_b, b->x,
                  D, AST_EPI_NONE, 0);
     time_embed(b, t);
-    for (int l = 0; l < c->num_layers; l++) block_forward(b, br, l, K, dense);
+    for (int l = 0; l < c->num_layers; l++)
+        if (block_forward(b, br, l, K, dense)) {
+            ast_error_prefix("block %d of %d", l, c->num_layers);
+            return -1;
+        }
     if (br->blocks) br->has_state = 1;
 
     /* head: LN(x)(1 + H1) + H0 with H = head.modulation + e; then Linear; unpatchify */
@@ -351,7 +453,7 @@ static int cpu_forward(void *impl, int branch, const float *xin, float t, float 
     for (int i = 0; i < 2 * D; i++) hmod[i] = w->head_mod[i] + b->e[i % D];
     ast_cpu_layernorm(N, D, b->x, D, b->h, D, NULL, NULL, hmod + D, hmod, c->eps);
     linear(N, b->h, D, &w->head_w, w->head_b, b->headout, (int)w->head_w.shape[0], AST_EPI_NONE);
-    unpatchify(b, b->headout, out);
+    ast_unpatchify_rows(c, b->p.frames, b->p.height, b->p.width, b->n0, N, b->headout, out);
     if (info) {
         info->tokens = N;
         info->computed = K;
@@ -362,8 +464,8 @@ static int cpu_forward(void *impl, int branch, const float *xin, float t, float 
 static const ast_backend_vtable cpu_vtable = {cpu_set_context, cpu_reset, cpu_forward,
                                               cpu_destroy, cpu_device_name};
 
-int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
-                           const ast_backend_vtable **vt) {
+int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, const ast_shard *sh,
+                           void **impl, const ast_backend_vtable **vt) {
     const ast_wan_config *c = &m->cfg;
     cpu_backend *b = ast_calloc(1, sizeof *b, "the CPU backend");
     if (!b) return -1;
@@ -372,7 +474,13 @@ int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, void 
     b->gf = p->frames / c->patch[0];
     b->gh = p->height / c->patch[1];
     b->gw = p->width / c->patch[2];
-    b->N = b->gf * b->gh * b->gw;
+    b->Ntot = b->gf * b->gh * b->gw;
+    b->sh = sh && sh->size > 1 ? *sh : (ast_shard){NULL, 0, 1};
+    for (int i = 0; i < b->sh.size; i++) ast_shard_range(b->Ntot, b->sh.size, i, &b->r0[i], &b->rn[i]);
+    b->n0 = (int)b->r0[b->sh.rank];
+    b->N = (int)b->rn[b->sh.rank];
+    b->threads = omp_get_max_threads() / b->sh.size;
+    if (b->threads < 1) b->threads = 1;
     b->D = c->dim;
     b->H = c->num_heads;
     b->hd = c->head_dim;
@@ -380,7 +488,7 @@ int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, void 
     b->L = c->text_len;
     b->P = c->in_dim * c->patch[0] * c->patch[1] * c->patch[2];
     b->r = p->tw.sketch_dim > 0 ? p->tw.sketch_dim : 32;
-    snprintf(b->name, sizeof b->name, "cpu (%d threads)", omp_get_max_threads());
+    snprintf(b->name, sizeof b->name, "cpu (%d threads)", b->threads);
     const int64_t N = b->N, D = b->D;
     int64_t hw = D > b->P ? D : b->P;
     int64_t tmpw = D > 2 * c->freq_dim ? D : 2 * c->freq_dim;
@@ -424,6 +532,17 @@ int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, void 
              (b->score = ast_alloc_aligned(f * N, "scores")) &&
              (b->proj = ast_alloc_aligned(f * D * b->r, "sketch projection"));
         if (ok) ast_tw_projection((int)D, b->r, b->proj);
+    }
+    if (ok && b->sh.size > 1) { /* exchange buffers (sp_attention) */
+        const int64_t W = (int64_t)D / b->sh.size, Hg = b->H / b->sh.size, Nt = b->Ntot;
+        ok = (b->xq_send = ast_alloc_aligned(f * N * D, "sequence-parallel buffers")) &&
+             (b->xq_recv = ast_alloc_aligned(f * Nt * W, "sequence-parallel buffers")) &&
+             (b->xkv_send = ast_alloc_aligned(f * N * 2 * D, "sequence-parallel buffers")) &&
+             (b->xkv_recv = ast_alloc_aligned(f * Nt * 2 * W, "sequence-parallel buffers")) &&
+             (b->xo_all = ast_alloc_aligned(f * Nt * (W + Hg), "sequence-parallel buffers")) &&
+             (b->xo_recv = ast_alloc_aligned(f * N * b->sh.size * (W + Hg),
+                                             "sequence-parallel buffers")) &&
+             (b->lse_all = ast_alloc_aligned(f * Nt * Hg, "sequence-parallel buffers"));
     }
     if (!ok) {
         cpu_destroy(b);

@@ -3,12 +3,14 @@
 #include <stdio.h>
 
 #include "backend.h"
+#include "comm.h"
 #include "common.h"
 
-int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, void **impl,
-                            const ast_backend_vtable **vt) {
+int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, const ast_shard *sh,
+                            void **impl, const ast_backend_vtable **vt) {
     (void)m;
     (void)p;
+    (void)sh;
     *impl = NULL;
     *vt = NULL;
     return ast_fail("this build of astraea has no CUDA backend (it was configured without the "
@@ -36,4 +38,13 @@ int ast_cuda_bench_attention(int device, int Lq, int Lk, int H, int D, int repea
     *median_ms = 0;
     return ast_fail("this build of astraea has no CUDA backend (configured without the CUDA "
                     "toolkit)");
+}
+
+int ast_comm_nccl_create(int P, const int *devices, ast_comm **out) {
+    (void)devices;
+    *out = NULL;
+    return ast_fail("one generation over %d GPUs needs the CUDA backend with NCCL, and this "
+                    "build has no CUDA; rebuild with 'meson setup build -Dcuda=enabled "
+                    "-Dnccl=enabled' on a machine with nvcc and NCCL",
+                    P);
 }

@@ -17,6 +17,7 @@ void ast_tokenwise_opts_default(ast_tokenwise_opts *o) {
     o->cache = AST_CACHE_RESIDUAL;
     o->delta_normalize = 1;
     o->sketch_dim = 32;
+    o->select_segments = 1;
 }
 
 void ast_tw_projection(int D, int r, float *P) {
@@ -102,4 +103,42 @@ void ast_tw_topk(int n, int k, const float *scores, int32_t *sel, int32_t *work)
     }
     for (int i = 0; i < k; i++) sel[i] = heap[i];
     qsort(sel, (size_t)k, sizeof *sel, cmp_i32);
+}
+
+int ast_tw_budget(float theta, int n, int segments) {
+    if (segments <= 1) return ast_budget_tokens(theta, n);
+    int k = 0;
+    for (int s = 0; s < segments; s++) {
+        int64_t first, count;
+        ast_shard_range(n, segments, s, &first, &count);
+        if (count > 0) k += ast_budget_tokens(theta, (int)count);
+    }
+    return k;
+}
+
+void ast_tw_topk_segments(int n, int segments, float theta, const float *scores, int32_t *sel,
+                          int32_t *work) {
+    int out = 0;
+    for (int s = 0; s < segments; s++) {
+        int64_t first, count;
+        ast_shard_range(n, segments, s, &first, &count);
+        if (count <= 0) continue;
+        int k = ast_budget_tokens(theta, (int)count);
+        ast_tw_topk((int)count, k, scores + first, sel + out, work);
+        for (int i = 0; i < k; i++) sel[out + i] += (int32_t)first;
+        out += k;
+    }
+}
+
+void ast_tw_scores_segments(int n, int segments, int r, const float *sketch,
+                            const float *refsketch, const float *lse, const int32_t *skip,
+                            const ast_tokenwise_opts *o, float *scores) {
+    if (segments < 1) segments = 1;
+    for (int s = 0; s < segments; s++) {
+        int64_t first, count;
+        ast_shard_range(n, segments, s, &first, &count);
+        if (count > 0)
+            ast_tw_scores((int)count, r, sketch + first * r, refsketch + first * r, lse + first,
+                          skip + first, o, scores + first);
+    }
 }

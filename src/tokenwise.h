@@ -32,6 +32,17 @@ void ast_tw_scores(int n, int r, const float *sketch, const float *refsketch, co
  * work: n int32 of scratch. */
 void ast_tw_topk(int n, int k, const float *scores, int32_t *sel, int32_t *work);
 
+/* Selection per segment (ast_tokenwise_opts.select_segments): the n tokens split into
+ * `segments` contiguous ranges (ast_shard_range), each its own budget round(theta·n_s) (at least
+ * 1) and top-K; sel holds all of them in ascending order. ast_tw_budget: the total K. */
+int ast_tw_budget(float theta, int n, int segments);
+/* ast_tw_scores on each segment by itself (the Δ mean is the segment's, as on its own rank). */
+void ast_tw_scores_segments(int n, int segments, int r, const float *sketch,
+                            const float *refsketch, const float *lse, const int32_t *skip,
+                            const ast_tokenwise_opts *o, float *scores);
+void ast_tw_topk_segments(int n, int segments, float theta, const float *scores, int32_t *sel,
+                          int32_t *work);
+
 #ifdef __cplusplus
 }
 #endif

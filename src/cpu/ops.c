@@ -144,7 +144,7 @@ static void rope_rotate(float *x, const float *cs, int m0, int m1) {
     }
 }
 
-void ast_cpu_rope(int L, int H, float *x, int ldx, const int32_t *tok, int gh, int gw,
+void ast_cpu_rope(int L, int H, float *x, int ldx, const int32_t *tok, int64_t tok0, int gh, int gw,
                   const ast_rope_table *t) {
     if (L <= 0 || H <= 0) return;
     const int D = t->D;
@@ -152,7 +152,7 @@ void ast_cpu_rope(int L, int H, float *x, int ldx, const int32_t *tok, int gh, i
     rope_axis_pairs(D, &nt, &nh);
 #pragma omp parallel for schedule(static) if ((int64_t)L * H * D >= OPS_PARALLEL_MIN_ELEMS)
     for (int r = 0; r < L; r++) {
-        int64_t n = tok ? tok[r] : r;
+        int64_t n = tok0 + (tok ? tok[r] : r);
         int64_t f = n / ((int64_t)gh * gw), i = (n / gw) % gh, jj = n % gw;
         assert(n >= 0 && f < t->npos && i < t->npos && jj < t->npos);
         const float *cf = t->cs + f * D, *ci = t->cs + i * D, *cj = t->cs + jj * D;

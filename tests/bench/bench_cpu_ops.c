@@ -160,7 +160,7 @@ static void run_rows(void *p) {
     case 1: ast_cpu_rmsnorm(c->L, c->C, c->x, c->C, c->w, 1e-6f); break;
     case 2: ast_cpu_gelu_tanh(c->x, (int64_t)c->L * c->C); break;
     case 3: ast_cpu_silu(c->x, (int64_t)c->L * c->C); break;
-    default: ast_cpu_rope(c->L, c->C / c->rope.D, c->x, c->C, NULL, 16, 16, &c->rope); break;
+    default: ast_cpu_rope(c->L, c->C / c->rope.D, c->x, c->C, NULL, 0, 16, 16, &c->rope); break;
     }
 }
 

@@ -364,7 +364,7 @@ static void test_rope(void) {
             memcpy(xs, x, sizeof(float) * (size_t)L * ldx);
             float *ref = malloc(sizeof(float) * (size_t)L * H * d);
             float *got = malloc(sizeof(float) * (size_t)L * H * d);
-            ast_cpu_rope(L, H, x, ldx, tok, gh, gw, &t);
+            ast_cpu_rope(L, H, x, ldx, tok, 0, gh, gw, &t);
             int pad_ok = 1;
             for (int r = 0; r < L; r++) {
                 int n = tok ? tok[r] : r, pos[3] = {n / (gh * gw), (n / gw) % gh, n % gw};

@@ -468,7 +468,9 @@ static void test_rmsnorm_rope(ast_rng *rng) {
             for (int c = 0; c < C; c++)
                 ref[(int64_t)r * C + c] = ast_bf16_to_f32(xb[(int64_t)r * ld + cs.off + c]);
         ast_cpu_rmsnorm(L, C, ref, C, w, eps);
-        if (cs.rope) ast_cpu_rope(L, C / cs.hd, ref, C, cs.use_tok ? tok : NULL, cs.gh, cs.gw, &tab);
+        /* a shard's rows start at token tok0 (sequence parallelism): one frame in */
+        const int tok0 = cs.use_tok ? 0 : cs.gh * cs.gw;
+        if (cs.rope) ast_cpu_rope(L, C / cs.hd, ref, C, cs.use_tok ? tok : NULL, tok0, cs.gh, cs.gw, &tab);
         void *dx = dalloc(sizeof(uint16_t) * L * ld), *dw = dalloc(sizeof(float) * C),
              *dtok = dalloc(sizeof(int32_t) * L);
         h2d(dx, xb, sizeof(uint16_t) * L * ld);
@@ -480,7 +482,7 @@ static void test_rmsnorm_rope(ast_rng *rng) {
                  cs.use_tok ? " gathered tokens" : "", cs.gf, cs.gh, cs.gw);
         OP(vn, ast_cuda_rmsnorm_rope(L, C, (uint16_t *)dx + cs.off, ld, dw, eps,
                                      cs.rope ? dtab : NULL, tab.npos, cs.hd,
-                                     cs.use_tok ? dtok : NULL, cs.gh, cs.gw, 0));
+                                     cs.use_tok ? dtok : NULL, tok0, cs.gh, cs.gw, 0));
         d2h(out, dx, sizeof(uint16_t) * L * ld);
         for (int r = 0; r < L; r++)
             for (int c = 0; c < C; c++)

@@ -1,0 +1,230 @@
+/* test_seqpar.c — sequence parallelism (comm.h, docs/multigpu.md) on the CPU backend, P ranks as
+ * threads: a whole sampling run sharded over P ranks must equal the 1-rank run — dense, and
+ * token-wise against a 1-rank engine that selects per segment exactly as P ranks do
+ * (select_segments = P) — on uneven shards, with P = 2 (2 heads) and P = 2, 4 (4 heads); the
+ * tokens computed are the sum of the shards' budgets; a rank count that does not divide the
+ * heads is refused with the usable counts; the threads exchange itself is checked on its own. */
+#include <pthread.h>
+
+#include "comm.h"
+#include "engine.h"
+#include "model_random.h"
+#include "sampler.h"
+#include "test_util.h"
+#include "tokenwise.h"
+#include "unit/loader_test_util.h"
+
+#define NAME "seqpar"
+
+static ast_engine *engine(const ast_model *m, int F, int H, int W, int tw, int ranks, int segs) {
+    ast_engine_params p = {0};
+    p.backend = AST_BACKEND_CPU;
+    p.frames = F;
+    p.height = H;
+    p.width = W;
+    p.n_branches = 2;
+    p.tokenwise = tw;
+    p.n_ranks = ranks;
+    ast_tokenwise_opts_default(&p.tw);
+    p.tw.select_segments = segs;
+    ast_engine *e = NULL;
+    CHECK(ast_engine_create(m, &p, &e) == 0, "engine (%d ranks): %s", ranks, ast_error_get());
+    return e;
+}
+
+static int gen(ast_engine *e, const float *budgets, const float *noise, const float *c,
+               const float *nc, int L, float *out, ast_generate_stats *st) {
+    ast_sampler_params sp = {AST_SAMPLER_UNIPC, 6, 5.0f, 5.0f};
+    if (ast_engine_set_context(e, 0, c, L) || ast_engine_set_context(e, 1, nc, L)) return -1;
+    return ast_generate(e, &sp, budgets, noise, out, NULL, NULL, st);
+}
+
+/* Same result within fp32 summation-order noise (the attention of one head over the same keys
+ * in the same order is the same computation; GEMMs over a shard's rows may block differently). */
+static void expect_same(const char *what, const float *a, const float *b, int64_t n) {
+    double err = ast_test_rel_l2(a, b, n);
+    int bitwise = memcmp(a, b, sizeof(float) * (size_t)n) == 0;
+    CHECK(isfinite(err) && err < 1e-5, "%s: rel L2 %.3g vs the 1-rank run", what, err);
+    printf("%s: rel L2 %.3g vs 1 rank%s\n", what, err, bitwise ? " (bitwise equal)" : "");
+}
+
+static void compare(const ast_model *m, const char *tag, int F, int H, int W, int P) {
+    const ast_wan_config *c = &m->cfg;
+    const int64_t n = (int64_t)c->in_dim * F * H * W;
+    const int L = c->text_len - 2;
+    float *noise = malloc(sizeof(float) * n), *ctx = malloc(sizeof(float) * L * c->text_dim),
+          *nctx = malloc(sizeof(float) * L * c->text_dim), *a = malloc(sizeof(float) * n),
+          *b = malloc(sizeof(float) * n);
+    ast_noise(11, noise, n);
+    ast_test_fill(ctx, (int64_t)L * c->text_dim, 2, -1, 1);
+    ast_test_fill(nctx, (int64_t)L * c->text_dim, 3, -1, 1);
+    const float budget[6] = {1, 0.5f, 0.3f, 0.7f, 0.25f, 0.5f};
+    char what[160];
+
+    /* dense */
+    ast_engine *e1 = engine(m, F, H, W, 0, 1, 1), *eP = engine(m, F, H, W, 0, P, 1);
+    if (e1 && eP) {
+        CHECK(ast_engine_ranks(eP) == P, "engine reports %d ranks", ast_engine_ranks(eP));
+        CHECK(gen(e1, NULL, noise, ctx, nctx, L, a, NULL) == 0, "1 rank: %s", ast_error_get());
+        CHECK(gen(eP, NULL, noise, ctx, nctx, L, b, NULL) == 0, "%d ranks: %s", P,
+              ast_error_get());
+        snprintf(what, sizeof what, "%s, %d tokens, dense, %d ranks", tag,
+                 ast_engine_tokens(e1), P);
+        expect_same(what, b, a, n);
+    }
+    ast_engine_free(e1);
+    ast_engine_free(eP);
+
+    /* token-wise: P ranks vs 1 rank selecting per segment; and theta = 1 vs dense */
+    e1 = engine(m, F, H, W, 1, 1, P);
+    eP = engine(m, F, H, W, 1, P, 1);
+    if (e1 && eP) {
+        ast_generate_stats s1, sP;
+        CHECK(gen(e1, budget, noise, ctx, nctx, L, a, &s1) == 0, "1 rank: %s", ast_error_get());
+        CHECK(gen(eP, budget, noise, ctx, nctx, L, b, &sP) == 0, "%d ranks: %s", P,
+              ast_error_get());
+        snprintf(what, sizeof what, "%s, token-wise (budgets 0.5 0.3 0.7 0.25 0.5), %d ranks",
+                 tag, P);
+        expect_same(what, b, a, n);
+        int N = ast_engine_tokens(eP);
+        int64_t want = 0;
+        for (int i = 0; i < 6; i++) want += 2 * (i == 0 ? N : ast_tw_budget(budget[i], N, P));
+        CHECK(sP.tokens_computed == want && s1.tokens_computed == want,
+              "tokens computed: %d ranks %lld, 1 rank %lld, expected %lld (sum of the shards' "
+              "budgets)",
+              P, (long long)sP.tokens_computed, (long long)s1.tokens_computed, (long long)want);
+        /* not vacuous: per-segment selection is not the global one */
+        ast_engine *eg = engine(m, F, H, W, 1, 1, 1);
+        float *g = malloc(sizeof(float) * n);
+        CHECK(eg && gen(eg, budget, noise, ctx, nctx, L, g, NULL) == 0 &&
+                  memcmp(g, a, sizeof(float) * (size_t)n) != 0,
+              "%s: selecting per %d segments gave the global top-K's output; the test lost its "
+              "point",
+              tag, P);
+        ast_engine_free(eg);
+        free(g);
+        float ones[6] = {1, 1, 1, 1, 1, 1};
+        float *d = malloc(sizeof(float) * n);
+        ast_engine *ed = engine(m, F, H, W, 0, P, 1);
+        CHECK(ed && gen(ed, NULL, noise, ctx, nctx, L, d, NULL) == 0 &&
+                  gen(eP, ones, noise, ctx, nctx, L, b, NULL) == 0 &&
+                  memcmp(d, b, sizeof(float) * (size_t)n) == 0,
+              "%s: theta = 1 on %d ranks must reproduce the dense %d-rank output exactly", tag, P,
+              P);
+        ast_engine_free(ed);
+        free(d);
+    }
+    ast_engine_free(e1);
+    ast_engine_free(eP);
+    free(noise), free(ctx), free(nctx), free(a), free(b);
+}
+
+/* ---- the threads exchange by itself: P ranks, uneven counts, a failing rank ------------------ */
+
+typedef struct {
+    ast_comm *c;
+    int rank, rc;
+    int fail; /* this rank aborts instead of exchanging */
+} xjob;
+
+static void *xmain(void *arg) {
+    xjob *j = arg;
+    const int P = j->c->size, me = j->rank;
+    if (j->fail) {
+        ast_comm_abort(j->c);
+        j->rc = -1;
+        return NULL;
+    }
+    /* rank i sends (i + 1) * (j + 1) ints to rank j, valued 1000 i + j */
+    int send[256] = {0}, recv[256] = {0};
+    int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
+            rd[AST_MAX_RANKS] = {0}, o = 0;
+    for (int k = 0; k < P; k++) {
+        sc[k] = (me + 1) * (k + 1), sd[k] = o;
+        for (int64_t t = 0; t < sc[k]; t++) send[o + t] = 1000 * me + k;
+        o += sc[k];
+    }
+    o = 0;
+    for (int i = 0; i < P; i++) rc[i] = (i + 1) * (me + 1), rd[i] = o, o += rc[i];
+    j->rc = ast_comm_alltoallv(j->c, me, send, sc, sd, recv, rc, rd, sizeof(int), NULL);
+    for (int i = 0; j->rc == 0 && i < P; i++)
+        for (int64_t t = 0; t < rc[i]; t++)
+            if (recv[rd[i] + t] != 1000 * i + me) j->rc = 1;
+    return NULL;
+}
+
+static void exchange(int P, int failing) {
+    ast_comm *c = NULL;
+    CHECK(ast_comm_threads_create(P, &c) == 0, "threads comm: %s", ast_error_get());
+    if (!c) return;
+    xjob jobs[AST_MAX_RANKS];
+    pthread_t th[AST_MAX_RANKS];
+    for (int r = 0; r < P; r++) {
+        jobs[r] = (xjob){c, r, 0, r == failing};
+        pthread_create(&th[r], NULL, xmain, &jobs[r]);
+    }
+    for (int r = 0; r < P; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < P; r++) {
+        if (failing < 0)
+            CHECK(jobs[r].rc == 0, "alltoallv over %d threads: rank %d got %s", P, r,
+                  jobs[r].rc > 0 ? "wrong data" : "an error");
+        else
+            CHECK(jobs[r].rc == -1, "rank %d failing: rank %d returned %d instead of -1 (it "
+                  "must not wait forever or succeed)", failing, r, jobs[r].rc);
+    }
+    ast_comm_free(c);
+}
+
+int main(void) {
+    /* shard ranges: sizes differ by at most 1, they tile [0, n) */
+    for (int P = 1; P <= 5; P++) {
+        int64_t next = 0;
+        for (int p = 0; p < P; p++) {
+            int64_t f, k;
+            ast_shard_range(45, P, p, &f, &k);
+            CHECK(f == next && (k == 45 / P || k == 45 / P + 1), "shard %d of %d: [%lld, +%lld)",
+                  p, P, (long long)f, (long long)k);
+            next = f + k;
+        }
+        CHECK(next == 45, "shards of 45 over %d ranks end at %lld", P, (long long)next);
+    }
+    exchange(3, -1);
+    exchange(4, -1);
+    exchange(3, 1);
+
+    char path[1024];
+    ast_model *tiny = NULL;
+    if (ast_model_load(ast_test_fixture("tiny/orig_f32", path, sizeof path), NULL, &tiny)) {
+        CHECK(0, "load: %s", ast_error_get());
+        return ast_test_finish(NAME);
+    }
+    /* 3 x 3 x 5 = 45 tokens: shards 23 + 22 */
+    compare(tiny, "tiny (2 heads)", 3, 6, 10, 2);
+
+    /* more ranks than heads divide: refused, naming the usable counts */
+    ast_engine_params p = {0};
+    p.backend = AST_BACKEND_CPU;
+    p.frames = 3, p.height = 6, p.width = 10, p.n_branches = 1, p.n_ranks = 3;
+    ast_engine *bad = NULL;
+    CHECK_FAILS_WITH(ast_engine_create(tiny, &p, &bad), "divisible");
+    printf("3 ranks on 2 heads: %s\n", ast_error_get());
+    ast_model_free(tiny);
+
+    /* 4 heads: P = 2 and 4 (shards 12 + 11 + 11 + 11) */
+    char dir[512];
+    lt_tmpdir(dir, sizeof dir, NAME);
+    ast_wan_config c = lt_mini_config();
+    c.num_heads = 4;
+    c.head_dim = 16;
+    ast_model *m4 = NULL;
+    CHECK(ast_write_random_checkpoint(dir, &c, 5, AST_DT_F32) == 0, "write: %s",
+          ast_error_get());
+    CHECK(ast_model_load(dir, NULL, &m4) == 0, "load: %s", ast_error_get());
+    if (m4) {
+        compare(m4, "random (4 heads)", 3, 6, 10, 2);
+        compare(m4, "random (4 heads)", 3, 6, 10, 4);
+        ast_model_free(m4);
+    }
+    lt_rmtree(dir);
+    return ast_test_finish(NAME);
+}
