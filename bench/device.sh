@@ -7,6 +7,10 @@
 #   sanitize  the GPU tests under compute-sanitizer (memcheck)
 #   train     wan-mini training in the background (TRAIN_MINUTES, default 6) -> $OUT/wan-mini
 #   bench     PyTorch peer + astraea-bench -> $OUT/dense_forward.json, $OUT/token_budget.json
+#   multigpu  the scaling benchmark on every visible GPU: astraea-bench --multigpu-json for
+#             P = 1, 2, 4, 8 (those that fit: MG_COUNTS overrides), dense and theta 0.4, at 14,040
+#             and 32,760 tokens -> $OUT/multigpu.json; MG_APPEND=FILE adds to an earlier run's
+#             file (carry it), as the 4- and 8-GPU runs do
 #   wait      wait for the background training
 # Logs go to $OUT/*.log (they come back with the call).
 set -uo pipefail
@@ -22,7 +26,7 @@ train_pid=""
 broken=""   # set when setup/build failed: the phases that need the build are skipped
 for phase in "$@"; do
     echo "=== $phase ($(date +%T))"
-    case $phase in test|testgpu|sanitize|bench|attn) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
+    case $phase in test|testgpu|sanitize|bench|attn|multigpu) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
     case $phase in
     setup)
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -62,6 +66,14 @@ for phase in "$@"; do
         cat "$OUT/peer.json"
         ./$B/astraea-bench --frames 33,81 --thetas 1,0.7,0.5,0.4,0.3,0.2 --peer "$OUT/peer.json" \
             --dense-json "$OUT/dense_forward.json" --budget-json "$OUT/token_budget.json" 2>&1 | tee "$OUT/bench.log";;
+    multigpu)
+        nv=$(nvidia-smi -L | wc -l)
+        counts=${MG_COUNTS:-$(for p in 1 2 4 8; do [ $p -le $nv ] && printf '%s,' $p; done | sed 's/,$//')}
+        nvidia-smi topo -m > "$OUT/topo.log" 2>&1
+        app=""
+        [ -n "${MG_APPEND:-}" ] && { cp "$MG_APPEND" "$OUT/multigpu.json"; app=--append; }
+        ./$B/astraea-bench --multigpu-json "$OUT/multigpu.json" $app --gpu-counts "$counts" \
+            --frames ${MG_FRAMES:-33,81} --mg-thetas 1,0.4 --repeats ${MG_REPEATS:-5} 2>&1 | tee "$OUT/multigpu.log";;
     attn)
         ninja -C $B tests/test_gpu_attention >/dev/null
         for v in ${ATTN_VARIANTS:-wgmma_pp}; do

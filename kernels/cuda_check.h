@@ -21,7 +21,7 @@ extern "C" {
 static inline const char *ast_cuda_hint(cudaError_t e) {
     switch (e) {
     case cudaErrorMemoryAllocation:
-        return "out of GPU memory: try fewer frames, a lower resolution, or a GPU with more memory (spreading one clip over more GPUs is not supported yet)";
+        return "out of GPU memory: try fewer frames, a lower resolution, a GPU with more memory, or more GPUs for one clip (--gpus 0,1)";
     case cudaErrorNoDevice:
     case cudaErrorInsufficientDriver:
         return "no usable CUDA device: check nvidia-smi, or run with --backend cpu";
@@ -51,7 +51,7 @@ static inline const char *ast_cuda_hint(cudaError_t e) {
             ast_error_set("%s failed at %s:%d: cuBLAS status %d (%s)%s", #call, __FILE__,       \
                           __LINE__, (int)s_, cublasGetStatusString(s_),                        \
                           s_ == CUBLAS_STATUS_ALLOC_FAILED                                     \
-                              ? ": out of GPU memory: try fewer frames or a GPU with more memory (spreading one clip over more GPUs is not supported yet)"           \
+                              ? ": out of GPU memory: try fewer frames, a GPU with more memory, or more GPUs for one clip (--gpus 0,1)"\
                               : "");                                                           \
             return -1;                                                                         \
         }                                                                                      \

@@ -193,6 +193,20 @@ int ast_evaluator_engine(const ast_search_config *c, ast_evaluator **out) {
     if (ast_run_pick_backend(c->backend, &ep->backend) != 0) goto fail;
     snprintf(ev->backend, sizeof ev->backend, "%s", ep->backend == AST_BACKEND_CUDA ? "cuda" : "cpu");
     ep->device = c->device;
+    if (c->gpus_per_eval > 1) { /* this evaluator's GPU group: the one that starts at device */
+        const int G = c->gpus_per_eval;
+        int at = -1;
+        for (int i = 0; c->gpus && i + G <= c->n_gpus; i += G)
+            if (c->gpus[i] == c->device) at = i;
+        if (ep->backend != AST_BACKEND_CUDA || at < 0 || G > AST_MAX_RANKS) {
+            ast_error_set("--gpus-per-eval %d needs the CUDA backend and --gpus with a multiple "
+                          "of %d devices (at most %d per evaluation)",
+                          G, G, AST_MAX_RANKS);
+            goto fail;
+        }
+        ep->n_ranks = G;
+        memcpy(ep->devices, c->gpus + at, sizeof(int) * (size_t)G);
+    }
     ep->frames = F;
     ep->height = H;
     ep->width = W;
@@ -209,6 +223,7 @@ int ast_evaluator_engine(const ast_search_config *c, ast_evaluator **out) {
     }
     ev->has_tokenwise = 1;
     ev->tokenwise = ep->tw;
+    if (c->gpus_per_eval > 1) ev->tokenwise.select_segments = c->gpus_per_eval;
     snprintf(ev->model_id, sizeof ev->model_id, "%s", mc->model_id);
     snprintf(ev->checkpoint_hash, sizeof ev->checkpoint_hash, "%s", e->model->hash);
     ev->channels = mc->out_dim;

@@ -239,6 +239,9 @@ static char *config_json(const ast_search_config *c, const ast_evaluator *ev,
                                                      ? "output" : "residual") &&
              cJSON_AddNumberToObject(a, "delta_normalize", ev->tokenwise.delta_normalize) &&
              cJSON_AddNumberToObject(a, "sketch_dim", ev->tokenwise.sketch_dim);
+        if (ev->tokenwise.select_segments > 1) /* absent for one GPU: older keys stay valid */
+            ok = ok && cJSON_AddNumberToObject(a, "select_segments",
+                                               ev->tokenwise.select_segments);
         ADD("tokenwise", a);
     } else {
         ADD("tokenwise", cJSON_CreateNull());
@@ -334,6 +337,10 @@ static int config_from_stored(const ast_run_info *r, const ast_search_config *gi
         json_num(tw, "w_beta", &c->w_beta);
         const cJSON *cm = cJSON_GetObjectItemCaseSensitive(tw, "cache");
         if (cJSON_IsString(cm)) c->cache = cm->valuestring;
+        double g = 1;
+        const cJSON *ss = cJSON_GetObjectItemCaseSensitive(tw, "select_segments");
+        if (cJSON_IsNumber(ss)) g = ss->valuedouble;
+        c->gpus_per_eval = (int)g; /* the run's, whatever this invocation said */
     }
     return 0;
 }
@@ -616,14 +623,15 @@ static int worker_devices(const search_ctx *x, int **devices, int *n_workers) {
     const ast_search_config *c = x->c;
     int cuda = strcmp(x->ev->backend, "cuda") == 0, count = 0;
     int *list = NULL;
+    const int G = c->gpus_per_eval > 1 ? c->gpus_per_eval : 1;
     if (cuda && c->gpus && c->n_gpus > 0) {
         if (c->gpus[0] != c->device)
             return ast_fail("internal: the first of --gpus (%d) is not the search's device (%d)",
                             c->gpus[0], c->device);
-        count = c->n_gpus;
-        list = ast_malloc(sizeof *list * (size_t)count, "the worker devices");
+        count = c->n_gpus / G; /* a worker per GPU group, named by its first GPU */
+        list = ast_malloc(sizeof *list * (size_t)(count ? count : 1), "the worker devices");
         if (!list) return -1;
-        memcpy(list, c->gpus, sizeof *list * (size_t)count);
+        for (int k = 0; k < count; k++) list[k] = c->gpus[k * G];
     } else if (cuda) {
         char why[256];
         count = ast_cuda_device_count(why, sizeof why);

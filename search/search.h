@@ -121,6 +121,9 @@ struct ast_search_config {
     const int *gpus;            /* CUDA devices: worker i uses gpus[i % n_gpus]; gpus[0] must be
                                    `device`. NULL: `device`, then the other visible devices */
     int n_gpus;
+    int gpus_per_eval;          /* > 1: each evaluation runs on this many GPUs of `gpus`
+                                   (sequence parallelism; worker k gets gpus[k·G, (k+1)·G)). Its
+                                   selection is per GPU shard, so G is part of the run's key. */
     ast_search_mpi *mpi;        /* a session with > 1 rank: its worker ranks evaluate (rank 0);
                                    NULL or 1 rank: workers in this process */
     int synthetic_ms;           /* model "synthetic": sleep this long per generation */

@@ -59,6 +59,35 @@ int ast_parse_speedup(const char *s, double *out) {
     return 0;
 }
 
+int ast_parse_devices(const char *flag, const char *text, int *out, int max, int *n,
+                      const char *twice_hint, char *why, size_t len) {
+    *n = 0;
+    const char *p = text;
+    for (;;) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 64 || (*end && *end != ',')) {
+            snprintf(why, len, "%s expects CUDA device indices 0..64 separated by commas "
+                               "(e.g. 0,1), got '%s'", flag, text);
+            return -1;
+        }
+        for (int i = 0; i < *n; i++)
+            if (out[i] == (int)v) {
+                snprintf(why, len, "%s names device %ld twice ('%s')%s%s", flag, v, text,
+                         twice_hint ? "; " : "", twice_hint ? twice_hint : "");
+                return -1;
+            }
+        if (*n == max) {
+            snprintf(why, len, "%s names more than %d devices", flag, max);
+            return -1;
+        }
+        out[(*n)++] = (int)v;
+        if (!*end) return 0;
+        p = end + 1;
+    }
+}
+
 static int parse_value(const ast_cli *cli, ast_arg *a, const char *val) {
     char *end = NULL;
     errno = 0;

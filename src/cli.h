@@ -7,6 +7,7 @@
 #define AST_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum {
     AST_ARG_FLAG,    /* bool*: present -> true */
@@ -51,6 +52,11 @@ int ast_cli_seen(const ast_cli *cli, const char *name);
 
 /* Prints "PROG: error: <ast_error_get()>" and returns AST_EXIT_FAIL. */
 int ast_cli_fail(const ast_cli *cli);
+
+/* "0,1,3" -> out[0..*n) (CUDA device indices 0..64, each once, at most max); 0, or -1 with the
+ * message in why ("FLAG expects ...", "FLAG names device 1 twice ...; <twice_hint>"). */
+int ast_parse_devices(const char *flag, const char *text, int *out, int max, int *n,
+                      const char *twice_hint, char *why, size_t len);
 
 /* Parses "2x"/"2.5"/"2.5X" into *out; 0 on success. */
 int ast_parse_speedup(const char *s, double *out);

@@ -111,13 +111,89 @@ static cJSON *stamp(const char *device, const char *commit, int argc, char **arg
     return root;
 }
 
+/* ---- multi-GPU scaling (results/multigpu.json; docs/multigpu.md) ---------------------------- */
+
+typedef struct {
+    const ast_model *m;
+    ast_backend_kind backend;
+    const int *devices;       /* the GPUs, in order; P ranks use the first P */
+    int n_devices;
+    double frames[MAX_LIST], thetas[MAX_LIST], counts[MAX_LIST];
+    int nframes, nthetas, ncounts, height, width, repeats;
+} mg_spec;
+
+/* Times every (frames, P, theta) and appends a point per case to `points`; `label` is the device
+ * string stamped on each point (several machines may add to one file). */
+static int bench_multigpu(const mg_spec *s, cJSON *points, const char *label) {
+    const ast_wan_config *c = &s->m->cfg;
+    printf("%-6s %-8s %-7s %12s %22s\n", "gpus", "tokens", "theta", "ms", "speedup_vs_1gpu_dense");
+    for (int fi = 0; fi < s->nframes; fi++) {
+        int F, H, W;
+        if (ast_run_latent_shape(s->m, (int)s->frames[fi], s->height, s->width, &F, &H, &W))
+            return -1;
+        double base = NAN; /* 1-GPU dense at this size, this run */
+        for (int pi = 0; pi < s->ncounts; pi++) {
+            int P = (int)s->counts[pi];
+            if (P < 1 || P > s->n_devices || P > AST_MAX_RANKS)
+                return ast_fail("--gpu-counts: %d GPUs asked, %d given by --gpus (or visible)", P,
+                                s->n_devices);
+            int tw = 0;
+            for (int ti = 0; ti < s->nthetas; ti++) tw |= s->thetas[ti] < 1.0;
+            ast_engine_params ep = {0};
+            ep.backend = s->backend;
+            ep.device = s->devices[0];
+            ep.n_ranks = P;
+            memcpy(ep.devices, s->devices, sizeof(int) * (size_t)P);
+            ep.frames = F, ep.height = H, ep.width = W;
+            ep.n_branches = 1;
+            ep.tokenwise = tw;
+            ast_tokenwise_opts_default(&ep.tw);
+            ast_engine *e = NULL;
+            if (ast_engine_create(s->m, &ep, &e)) {
+                ast_error_prefix("%d GPU%s at %d frames", P, P > 1 ? "s" : "", (int)s->frames[fi]);
+                return -1;
+            }
+            int N = ast_engine_tokens(e);
+            int64_t n = (int64_t)c->in_dim * F * H * W;
+            float *ctx = ast_calloc((size_t)c->text_len * c->text_dim, sizeof(float), "context");
+            float *x = ast_malloc(sizeof(float) * n, "input"), *y = ast_malloc(sizeof(float) * n, "output");
+            int rc = !ctx || !x || !y;
+            if (!rc) {
+                ast_noise(7, ctx, (int64_t)c->text_len * c->text_dim);
+                ast_noise(11, x, n);
+                rc = ast_engine_set_context(e, 0, ctx, c->text_len);
+            }
+            for (int ti = 0; !rc && ti < s->nthetas; ti++) {
+                double ms;
+                rc = time_forward(e, x, y, (float)s->thetas[ti], s->repeats, &ms);
+                if (rc) break;
+                if (P == 1 && s->thetas[ti] >= 1.0) base = ms;
+                cJSON *row = cJSON_CreateObject();
+                cJSON_AddNumberToObject(row, "gpus", P);
+                cJSON_AddNumberToObject(row, "tokens", N);
+                add_num(row, "theta", s->thetas[ti]);
+                add_num(row, "ms", ms);
+                add_num(row, "speedup_vs_1gpu_dense", base / ms);
+                cJSON_AddStringToObject(row, "device", label);
+                cJSON_AddItemToArray(points, row);
+                printf("%-6d %-8d %-7.2f %12.2f %22.3f\n", P, N, s->thetas[ti], ms, base / ms);
+            }
+            free(ctx), free(x), free(y);
+            ast_engine_free(e);
+            if (rc) return -1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *model = "wan2.1-t2v-1.3b", *checkpoint = NULL, *backend = "auto";
     const char *frames_s = "33,81", *thetas_s = NULL, *peer_path = NULL, *dense_json = NULL;
     const char *budget_json = NULL, *work = "/tmp/astraea-bench", *commit = NULL;
     const char *budget_frames_s = "33";
     int height = 0, width = 0, repeats = 10, gpu = 0;
-    bool no_attention = false;
+    bool no_attention = false, mg_append = false;
+    const char *mg_json = NULL, *mg_counts_s = "1,2", *mg_thetas_s = "1,0.4", *gpus_s = NULL;
     ast_arg args[] = {
         {"--model", AST_ARG_STRING, &model, "ID", "configuration: wan2.1-t2v-1.3b (default; random weights), wan2.1-t2v-14b, wan-mini, or a folder", 0, 0, 0},
         {"--checkpoint", AST_ARG_STRING, &checkpoint, "DIR", "time a real checkpoint instead of random weights", 0, 0, 0},
@@ -135,12 +211,19 @@ int main(int argc, char **argv) {
         {"--work-dir", AST_ARG_STRING, &work, "DIR", "where the random checkpoint is written (default /tmp/astraea-bench)", 0, 0, 0},
         {"--commit", AST_ARG_STRING, &commit, "SHA", "commit to stamp the results with (default: $ASTRAEA_COMMIT)", 0, 0, 0},
         {"--no-attention", AST_ARG_FLAG, &no_attention, NULL, "skip the attention kernel timing", 0, 0, 0},
+        {"--multigpu-json", AST_ARG_STRING, &mg_json, "FILE", "multi-GPU scaling mode: time one forward on P GPUs (sequence parallelism) for each of --gpu-counts, --frames and --mg-thetas, and write FILE (results/multigpu.json format); nothing else is timed", 0, 0, 0},
+        {"--gpu-counts", AST_ARG_STRING, &mg_counts_s, "LIST", "GPU counts P of the scaling mode (default 1,2; include 1: it is the baseline)", 0, 0, 0},
+        {"--mg-thetas", AST_ARG_STRING, &mg_thetas_s, "LIST", "budgets of the scaling mode (default 1,0.4)", 0, 0, 0},
+        {"--gpus", AST_ARG_STRING, &gpus_s, "LIST", "GPUs of the scaling mode, in order (default: 0,1,...,P-1)", 0, 0, 0},
+        {"--append", AST_ARG_FLAG, &mg_append, NULL, "scaling mode: keep the points already in FILE (runs of other machines) and add these", 0, 0, 0},
     };
     ast_cli cli = {"astraea-bench", "time the dense and token-wise forward and the attention kernel",
                    "astraea-bench [--model wan2.1-t2v-1.3b] [--frames 33,81] [--thetas LIST] [--dense-json F] [--budget-json F]",
                    "Example (what bench/run_dense.sh runs on the GPU machine):\n"
                    "  astraea-bench --frames 33,81 --thetas 1,0.7,0.5,0.4,0.3,0.2 --peer peer.json \\\n"
-                   "      --dense-json results/dense_forward.json --budget-json results/token_budget.json",
+                   "      --dense-json results/dense_forward.json --budget-json results/token_budget.json\n"
+                   "Multi-GPU scaling (bench/device.sh multigpu; the 4- and 8-GPU runs add --append):\n"
+                   "  astraea-bench --multigpu-json results/multigpu.json --gpu-counts 1,2 --frames 33,81",
                    args, (int)(sizeof args / sizeof *args)};
     int prc = ast_cli_parse(&cli, argc, argv);
     if (prc == 1) return AST_EXIT_OK;
@@ -158,10 +241,41 @@ int main(int argc, char **argv) {
     if (parse_list(budget_frames_s, bframes, 1, "--budget-frames") < 0)
         return ast_cli_usage_error(&cli, "%s", ast_error_get());
 
+    mg_spec mg = {0};
+    int mg_devices[AST_MAX_RANKS];
+    if (mg_json) {
+        mg.nframes = nframes;
+        memcpy(mg.frames, frames, sizeof frames);
+        mg.nthetas = parse_list(mg_thetas_s, mg.thetas, MAX_LIST, "--mg-thetas");
+        mg.ncounts = parse_list(mg_counts_s, mg.counts, MAX_LIST, "--gpu-counts");
+        if (mg.nthetas < 0 || mg.ncounts < 0) return ast_cli_usage_error(&cli, "%s", ast_error_get());
+        int maxp = 1;
+        for (int i = 0; i < mg.ncounts; i++) {
+            if (!(mg.counts[i] >= 1 && mg.counts[i] <= AST_MAX_RANKS && mg.counts[i] == (int)mg.counts[i]))
+                return ast_cli_usage_error(&cli, "--gpu-counts: %g is not a GPU count 1..%d",
+                                           mg.counts[i], AST_MAX_RANKS);
+            if (mg.counts[i] > maxp) maxp = (int)mg.counts[i];
+        }
+        for (int i = 0; i < mg.nthetas; i++)
+            if (!(mg.thetas[i] > 0 && mg.thetas[i] <= 1))
+                return ast_cli_usage_error(&cli, "--mg-thetas: %g is outside (0, 1]", mg.thetas[i]);
+        if (gpus_s) {
+            char why[256];
+            if (ast_parse_devices("--gpus", gpus_s, mg_devices, AST_MAX_RANKS, &mg.n_devices,
+                                  NULL, why, sizeof why))
+                return ast_cli_usage_error(&cli, "%s", why);
+        } else {
+            mg.n_devices = maxp;
+            for (int i = 0; i < maxp; i++) mg_devices[i] = i;
+        }
+        mg.devices = mg_devices;
+        mg.height = height, mg.width = width, mg.repeats = repeats;
+    }
+
     ast_model *m = NULL;
     ast_engine *e = NULL;
     float *x = NULL, *y = NULL;
-    cJSON *peers = NULL, *dense_root = NULL, *budget_root = NULL;
+    cJSON *peers = NULL, *dense_root = NULL, *budget_root = NULL, *mg_root = NULL;
     int rc = AST_EXIT_FAIL;
     ast_engine_params ep = {0};
     if (ast_run_pick_backend(backend, &ep.backend)) goto fail;
@@ -197,6 +311,41 @@ int main(int argc, char **argv) {
     }
     char devname[256] = "cpu";
     double used0 = 0, used1 = 0;
+    if (mg_json) { /* the scaling mode alone */
+        char label[300];
+        int nvis = 0;
+        if (ep.backend == AST_BACKEND_CUDA) {
+            char why[256];
+            nvis = ast_cuda_device_count(why, sizeof why);
+            if (ast_cuda_mem_used(mg.devices[0], &used0, devname, sizeof devname)) goto fail;
+        }
+        snprintf(label, sizeof label, "%s%s (%d visible)", devname,
+                 ep.backend == AST_BACKEND_CUDA ? "" : " backend", nvis);
+        mg.m = m;
+        mg.backend = ep.backend;
+        mg_root = stamp(label, commit, argc, argv);
+        cJSON *points = cJSON_CreateArray();
+        if (mg_append) { /* earlier machines' points first */
+            size_t len;
+            char *txt = access(mg_json, F_OK) == 0 ? ast_read_file(mg_json, 1 << 24, &len) : NULL;
+            cJSON *old = txt ? cJSON_Parse(txt) : NULL;
+            free(txt);
+            cJSON *op = old ? cJSON_GetObjectItem(old, "points") : NULL, *it;
+            if (access(mg_json, F_OK) == 0 && !cJSON_IsArray(op)) {
+                cJSON_Delete(old);
+                cJSON_Delete(points);
+                ast_error_set("--append: '%s' is not a results/multigpu.json file (no points "
+                              "list); fix or remove it", mg_json);
+                goto fail;
+            }
+            if (op) cJSON_ArrayForEach(it, op) cJSON_AddItemToArray(points, cJSON_Duplicate(it, 1));
+            cJSON_Delete(old);
+        }
+        cJSON_AddItemToObject(mg_root, "points", points);
+        if (bench_multigpu(&mg, points, label) || write_json(mg_json, mg_root)) goto fail;
+        rc = AST_EXIT_OK;
+        goto done;
+    }
     if (ep.backend == AST_BACKEND_CUDA && ast_cuda_mem_used(gpu, &used0, devname, sizeof devname))
         goto fail;
     int dense_tokens[MAX_LIST];
@@ -325,6 +474,7 @@ done:
     cJSON_Delete(peers);
     cJSON_Delete(dense_root);
     cJSON_Delete(budget_root);
+    cJSON_Delete(mg_root);
     free(x);
     free(y);
     return rc;

@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
     const char *model = "wan-mini", *checkpoint = NULL, *prompt = NULL, *neg_prompt = "";
     const char *context = NULL, *neg_context = NULL, *out = NULL, *init_noise = NULL;
     const char *sampler = "unipc", *backend = "auto", *cache = "residual", *profile = NULL;
-    const char *delta_norm = "mean";
+    const char *delta_norm = "mean", *gpus_text = NULL;
     int sketch = 32;
     int frames = 0, height = 0, width = 0, steps = 0, seed = 42, gpu = 0;
     ast_tokenwise_opts tw_default;
@@ -58,6 +58,7 @@ int main(int argc, char **argv) {
         {"--sketch-dim", AST_ARG_INT, &sketch, "R", "width of the random projection that estimates delta (default 32)", 1, 1024, 0},
         {"--backend", AST_ARG_STRING, &backend, "NAME", "auto (default: CUDA if present), cpu, cuda", 0, 0, 0},
         {"--gpu", AST_ARG_INT, &gpu, "N", "CUDA device index (default 0)", 0, 64, 0},
+        {"--gpus", AST_ARG_STRING, &gpus_text, "LIST", "spread one generation over these CUDA devices, e.g. 0,1 (sequence parallelism over NCCL; the count must divide the model's heads: 12 for Wan2.1-1.3B, 40 for 14B)", 0, 0, 0},
         {"--out", AST_ARG_STRING, &out, "FILE", "output: .gif / .png (pixel models) or .safetensors (latent 'x')", 0, 0, 0},
         {"--quiet", AST_ARG_FLAG, &quiet, NULL, "no progress output", 0, 0, 0},
     };
@@ -69,6 +70,7 @@ int main(int argc, char **argv) {
                    "  astraea-generate --prompt \"...\" --profile profiles/wan-mini-2x.json --out fast.gif\n"
                    "  astraea-generate --checkpoint Wan2.1-T2V-1.3B --context ctx.safetensors \\\n"
                    "      --negative-context neg.safetensors --frames 33 --out latent.safetensors\n"
+                   "  astraea-generate --checkpoint Wan2.1-T2V-1.3B --gpus 0,1 ...   (one clip, 2 GPUs)\n"
                    "Wan2.1 produces a VAE latent (.safetensors); wan-mini produces pixels (.gif/.png).",
                    args, (int)(sizeof args / sizeof *args)};
     int prc = ast_cli_parse(&cli, argc, argv);
@@ -121,6 +123,19 @@ int main(int argc, char **argv) {
         return ast_cli_usage_error(&cli, "--cache must be residual or output, got '%s'", cache);
     if (strcmp(delta_norm, "mean") != 0 && strcmp(delta_norm, "none") != 0)
         return ast_cli_usage_error(&cli, "--delta-norm must be mean or none, got '%s'", delta_norm);
+    int devices[AST_MAX_RANKS], n_devices = 0;
+    if (gpus_text) {
+        char why[256];
+        if (ast_cli_seen(&cli, "--gpu"))
+            return ast_cli_usage_error(&cli, "give --gpu N or --gpus LIST, not both");
+        if (ast_parse_devices("--gpus", gpus_text, devices, AST_MAX_RANKS, &n_devices, NULL, why,
+                              sizeof why))
+            return ast_cli_usage_error(&cli, "%s", why);
+        if (strcmp(backend, "cpu") == 0)
+            return ast_cli_usage_error(&cli, "--gpus needs the CUDA backend, not --backend cpu");
+        if (strcmp(backend, "auto") == 0) backend = "cuda";
+        gpu = devices[0];
+    }
     if (quiet) ast_log_level = 0;
 
     ast_model *m = NULL;
@@ -168,6 +183,10 @@ int main(int argc, char **argv) {
     ast_engine_params ep = {0};
     if (ast_run_pick_backend(backend, &ep.backend)) goto fail;
     ep.device = gpu;
+    if (n_devices > 1) {
+        ep.n_ranks = n_devices;
+        memcpy(ep.devices, devices, sizeof(int) * (size_t)n_devices);
+    }
     ep.frames = F;
     ep.height = H;
     ep.width = W;

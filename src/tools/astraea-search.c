@@ -238,34 +238,6 @@ static int self_test(void) {
     return caught == faults ? AST_EXIT_OK : AST_EXIT_FAIL;
 }
 
-/* "0,1,3" -> devices; 0, or -1 with the message in why. */
-static int parse_gpus(const char *text, int *out, int max, int *n, char *why, size_t len) {
-    *n = 0;
-    const char *p = text;
-    for (;;) {
-        char *end = NULL;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v > 64 || (*end && *end != ',')) {
-            snprintf(why, len, "--gpus expects CUDA device indices 0..64 separated by commas "
-                               "(e.g. 0,1), got '%s'", text);
-            return -1;
-        }
-        for (int i = 0; i < *n; i++)
-            if (out[i] == (int)v) {
-                snprintf(why, len, "--gpus names device %ld twice ('%s'); for more workers than "
-                                   "devices use --workers", v, text);
-                return -1;
-            }
-        if (*n == max) {
-            snprintf(why, len, "--gpus names more than %d devices", max);
-            return -1;
-        }
-        out[(*n)++] = (int)v;
-        if (!*end) return 0;
-        p = end + 1;
-    }
-}
-
 static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_serve);
 
 int main(int argc, char **argv) {
@@ -314,6 +286,7 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
         {"--backend", AST_ARG_STRING, &c.backend, "NAME", "auto (default), cpu, cuda", 0, 0, 0},
         {"--gpu", AST_ARG_INT, &gpu, "N", "CUDA device index (default 0)", 0, 64, 0},
         {"--gpus", AST_ARG_STRING, &gpus_text, "LIST", "CUDA devices of the search workers, e.g. 0,1 (default: every visible device); the first also calibrates and times", 0, 0, 0},
+        {"--gpus-per-eval", AST_ARG_INT, &c.gpus_per_eval, "N", "GPUs of one evaluation (sequence parallelism, as astraea-generate --gpus): --gpus is split into groups of N, one worker each (default 1); selection is per GPU, so it is part of the run", 1, 16, 0},
         {"--workers", AST_ARG_INT, &c.workers, "N", "candidates evaluated at once in this process (default: one per CUDA device with the CUDA backend, 1 on the CPU); the result does not depend on it", 1, 1024, 0},
         {"--w-alpha", AST_ARG_DOUBLE, &c.w_alpha, "W", "token selection weight of LSE x delta (default: the engine's)", 0, 1000, 0},
         {"--w-beta", AST_ARG_DOUBLE, &c.w_beta, "W", "token selection weight of exp(skip) (default: the engine's)", 0, 1000, 0},
@@ -385,7 +358,8 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
         char why[256];
         if (ast_cli_seen(&cli, "--gpu"))
             return ast_cli_usage_error(&cli, "give --gpu N or --gpus LIST, not both");
-        if (parse_gpus(gpus_text, gpus, 64, &n_gpus, why, sizeof why) != 0)
+        if (ast_parse_devices("--gpus", gpus_text, gpus, 64, &n_gpus,
+                              "for more workers than devices use --workers", why, sizeof why) != 0)
             return ast_cli_usage_error(&cli, "%s", why);
         gpu = gpus[0];
     } else if (ast_cli_seen(&cli, "--gpu")) {
@@ -395,6 +369,15 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
     if (n_gpus > 0) {
         c.gpus = gpus;
         c.n_gpus = n_gpus;
+    }
+    if (c.gpus_per_eval > 1) {
+        if (n_gpus < c.gpus_per_eval || n_gpus % c.gpus_per_eval)
+            return ast_cli_usage_error(&cli, "--gpus-per-eval %d needs --gpus with a multiple of "
+                                             "%d devices (e.g. --gpus 0,1 for 2)",
+                                       c.gpus_per_eval, c.gpus_per_eval);
+        if (ast_search_mpi_size(mpi) > 1)
+            return ast_cli_usage_error(&cli, "--gpus-per-eval with MPI ranks is not supported "
+                                             "yet: run one process per machine with --gpus");
     }
     const int searching = !st && !list && !validate && !dry_run;
     if (ast_search_mpi_size(mpi) > 1) {
