@@ -328,6 +328,15 @@ expect "generate: bad backend" 1 "unknown backend 'tpu'" "$T/bk.gif" $G --prompt
 if [ ! -e /dev/nvidia0 ]; then
     expect "generate: --backend cuda without a GPU" 1 "no usable CUDA device" "$T/cu.gif" $G --prompt "a red circle" --backend cuda --out "$T/cu.gif"
 fi
+expect "generate: --gpus twice" 2 "--gpus names device 1 twice" "" $G --out x.gif --gpus 1,1
+expect "generate: --gpus not a list" 2 "--gpus expects CUDA device indices" "" $G --out x.gif --gpus a,b
+expect "generate: --gpus with --gpu" 2 "give --gpu N or --gpus LIST, not both" "" $G --out x.gif --gpus 0,1 --gpu 0
+expect "generate: --gpus on the CPU" 2 "--gpus needs the CUDA backend" "" $G --out x.gif --gpus 0,1 --backend cpu
+if [ ! -e /dev/nvidia0 ]; then
+    expect "generate: --gpus without a GPU" 1 "no usable CUDA device" "$T/mg.gif" $G --prompt "a red circle" --gpus 0,1 --out "$T/mg.gif"
+fi
+expect "search: --gpus-per-eval without enough --gpus" 2 "--gpus-per-eval 2 needs --gpus with a multiple of 2" "" $S --model synthetic --target-speedup 2x --gpus-per-eval 2 --gpus 0,1,2 --db "$T/x.db"
+expect "bench: --gpu-counts not a count" 2 "--gpu-counts: 1.5 is not a GPU count" "" $B/astraea-bench --multigpu-json "$T/mg.json" --gpu-counts 1,1.5
 expect "forward: missing inputs" 2 "--checkpoint, --in and --out are all required" "" $F --in "$IN"
 expect "search: no target" 2 "--target-speedup X is required" "" $S --model synthetic --db "$T/x.db"
 expect "search: --resume with --seed" 2 "leave out --target-speedup and --seed" "" $S --resume 1 --seed 3 --db "$T/x.db"
