@@ -11,6 +11,8 @@
 #             P = 1, 2, 4, 8 (those that fit: MG_COUNTS overrides), dense and theta 0.4, at 14,040
 #             and 32,760 tokens -> $OUT/multigpu.json; MG_APPEND=FILE adds to an earlier run's
 #             file (carry it), as the 4- and 8-GPU runs do
+#   phases    where a forward's time goes (ASTRAEA_CUDA_PHASES=1, CUDA events, graphs off):
+#             dense and theta 0.4 at 14,040 tokens -> $OUT/phases.log
 #   wait      wait for the background training
 # Logs go to $OUT/*.log (they come back with the call).
 set -uo pipefail
@@ -26,7 +28,7 @@ train_pid=""
 broken=""   # set when setup/build failed: the phases that need the build are skipped
 for phase in "$@"; do
     echo "=== $phase ($(date +%T))"
-    case $phase in test|testgpu|sanitize|bench|attn|multigpu) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
+    case $phase in test|testgpu|sanitize|bench|attn|multigpu|phases) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
     case $phase in
     setup)
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -66,6 +68,9 @@ for phase in "$@"; do
         cat "$OUT/peer.json"
         ./$B/astraea-bench --frames 33,81 --thetas 1,0.7,0.5,0.4,0.3,0.2 --peer "$OUT/peer.json" \
             --dense-json "$OUT/dense_forward.json" --budget-json "$OUT/token_budget.json" 2>&1 | tee "$OUT/bench.log";;
+    phases)
+        ASTRAEA_CUDA_PHASES=1 ./$B/astraea-bench --frames 33 --thetas 1,0.4 --no-attention \
+            --repeats 3 >"$OUT/phases.log" 2>&1; grep -A4 "phase breakdown" "$OUT/phases.log";;
     multigpu)
         nv=$(nvidia-smi -L | wc -l)
         counts=${MG_COUNTS:-$(for p in 1 2 4 8; do [ $p -le $nv ] && printf '%s,' $p; done | sed 's/,$//')}

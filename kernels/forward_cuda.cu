@@ -33,6 +33,7 @@
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "kernels/tokenwise.h"
+#include "phase_timer.h"
 
 extern "C" {
 #include "backend.h"
@@ -163,8 +164,20 @@ typedef struct {
     int graphs_on;
     graph_entry graphs[MAX_GRAPHS];
     int n_graphs;
+    ast_phase_timer *phases;  // ASTRAEA_CUDA_PHASES=1 (graphs off): time per phase
     char name[320];
 } cuda_backend;
+
+// Phases of the breakdown (phase_timer.h), in forward order.
+enum { PH_EMBED, PH_SELECT, PH_LN, PH_QKV, PH_NORM_ROPE, PH_ATTN, PH_OPROJ, PH_CROSS, PH_FFN,
+       PH_REUSE, PH_HEAD, PH_COUNT };
+static const char *const phase_names[PH_COUNT] = {"embed", "select", "ln", "qkv_gemm",
+                                                  "norm_rope", "attention", "o_proj", "cross",
+                                                  "ffn", "reuse", "head"};
+#define PHASE(b, id)                                                                           \
+    do {                                                                                       \
+        if ((b)->phases && ast_phase_mark((b)->phases, (id), (b)->s)) return -1;               \
+    } while (0)
 
 // ---- weights ---------------------------------------------------------------------------------
 
@@ -332,6 +345,8 @@ static void cuda_destroy(void *impl) {
     cudaSetDevice(b->dev);
     if (b->s) cudaStreamSynchronize(b->s);
     graphs_clear(b);
+    ast_phase_report(b->phases, b->name, b->N);
+    ast_phase_free(b->phases);
     if (b->br) {
         for (int i = 0; i < b->p.n_branches; i++) {
             dev_branch *br = &b->br[i];
@@ -369,6 +384,7 @@ static const char *cuda_device_name(void *impl) { return ((cuda_backend *)impl)-
 
 static void cuda_reset(void *impl) {
     cuda_backend *b = (cuda_backend *)impl;
+    ast_phase_report(b->phases, b->name, b->N); // the forwards since the last reset
     for (int i = 0; i < b->p.n_branches; i++) b->br[i].has_state = 0;
 }
 
@@ -553,6 +569,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     const ast_gemm_out OBF = AST_GEMM_OUT_BF16;
 
     // 1. selection
+    PHASE(b, PH_SELECT);
     if (st && ast_cuda_tw_sketch(N, D, b->r, b->x, D, b->w.proj, b->sk, s)) return -1;
     if (gather) {
         if (ast_cuda_tw_scores(b->tw, N, b->r, b->sk, st->refsketch, st->lse, st->skip, &b->p.tw,
@@ -562,7 +579,9 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     }
 
     // 2. self-attention: K/V for every token, Q for the selected
+    PHASE(b, PH_LN);
     if (ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, E1, E0, b->eps, s)) return -1;
+    PHASE(b, PH_QKV);
     ast_bf16 *q = b->qkv, *kk = b->qkv + D, *vv = b->qkv + 2 * D;
     if (!gather) {
         if (ast_gemm_run(g, N, 3 * D, D, b->h, D, k->qkv_w, D, k->qkv_b, b->qkv, 3 * D, OBF,
@@ -576,11 +595,13 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
                          AST_GEMM_EPI_BIAS, 0, s))
             return -1;
     }
+    PHASE(b, PH_NORM_ROPE);
     if (ast_cuda_rmsnorm_rope(N, D, kk, 3 * D, k->norm_k, b->eps, b->w.rope, 1024, hd, NULL,
                               b->n0, b->gh, b->gw, s) ||
         ast_cuda_rmsnorm_rope(K, D, q, 3 * D, k->norm_q, b->eps, b->w.rope, 1024, hd, sel, b->n0,
                               b->gh, b->gw, s))
         return -1;
+    PHASE(b, PH_ATTN);
     if (b->sh.size > 1) {
         if (sp_attention(b, K, q, kk, vv, st != NULL)) return -1;
     } else if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D, st ? b->lse_h : NULL,
@@ -588,6 +609,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         return -1;
     }
     // xs = x[sel] + (o·Wo + bo)·E2   (dense-only engines: in place on x)
+    PHASE(b, PH_OPROJ);
     float *xs = st ? b->xs : b->x;
     if (ast_gemm_run(g, K, D, D, b->o, D, k->so_w, D, k->so_b, b->tmp, D, OBF, AST_GEMM_EPI_BIAS,
                      0, s) ||
@@ -595,6 +617,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         return -1;
 
     // 3. cross-attention (no modulation, no gate); its o-projection accumulates into xs
+    PHASE(b, PH_CROSS);
     ast_bf16 *cq = b->qkv; // [K, D]: the self-attention q/k/v are dead now
     const ast_bf16 *ckv = br->cross_kv + (size_t)l * b->Lt * 2 * D;
     if (ast_cuda_layernorm(K, D, xs, D, NULL, b->h, D, k->norm3_w, k->norm3_b, NULL, NULL, b->eps,
@@ -609,6 +632,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         return -1;
 
     // 4. FFN
+    PHASE(b, PH_FFN);
     if (ast_cuda_layernorm(K, D, xs, D, NULL, b->h, D, NULL, NULL, E4, E3, b->eps, s) ||
         ast_gemm_run(g, K, b->Fd, D, b->h, D, k->f0_w, D, k->f0_b, b->ffn, b->Fd, OBF,
                      AST_GEMM_EPI_GELU_BIAS, 0, s) ||
@@ -619,6 +643,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     if (!st) return 0; // dense-only engine: x was updated in place
 
     // 5. reuse the cache for the others, commit the computed rows
+    PHASE(b, PH_REUSE);
     if (gather && ast_cuda_tw_reuse(N, D, b->flags, b->x, D, st->cache, D, b->p.tw.cache,
                                     st->skip, s))
         return -1;
@@ -634,6 +659,7 @@ static int forward_body(cuda_backend *b, int branch, int K) {
     const int N = b->N, D = b->D;
     cudaStream_t s = b->s;
     // patch embedding: x = patches·Wpᵀ + b (fp32 stream), this rank's rows [n0, n0 + N)
+    PHASE(b, PH_EMBED);
     ast_bf16 *patches = b->sh.size > 1 ? b->patches : b->h;
     if (ast_cuda_patchify(b->lat_in, c->in_dim, b->p.frames, b->p.height, b->p.width, c->patch[0],
                           c->patch[1], c->patch[2], patches, b->P, s) ||
@@ -654,6 +680,7 @@ static int forward_body(cuda_backend *b, int branch, int K) {
         }
     }
     // head: LN(x)(1 + H1) + H0 with H = head.modulation + e; Linear; unpatchify
+    PHASE(b, PH_HEAD);
     if (ast_cuda_add_bcast(b->hmod, w->head_mod, 2 * D, b->e, D, s) ||
         ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, b->hmod + D, b->hmod, b->eps,
                            s) ||
@@ -665,6 +692,7 @@ static int forward_body(cuda_backend *b, int branch, int K) {
         ast_cuda_unpatchify(b->headout, b->Py, c->out_dim, b->p.frames, b->p.height, b->p.width,
                             c->patch[0], c->patch[1], c->patch[2], b->lat_out, s))
         return -1;
+    PHASE(b, -1);
     return 0;
 }
 
@@ -731,6 +759,7 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
     CUDA_TRY(cudaMemcpyAsync(b->lat_in, b->pin_in, sizeof(float) * nin, cudaMemcpyHostToDevice,
                              b->s));
     CUDA_TRY(cudaMemcpyAsync(b->t, b->pin_t, sizeof(float), cudaMemcpyHostToDevice, b->s));
+    if (b->phases) ast_phase_begin(b->phases);
     if (forward_graph(b, branch, K)) {
         ast_error_prefix("CUDA forward (branch %d, %d of %d tokens)", branch, K, N);
         cudaStreamSynchronize(b->s);
@@ -747,6 +776,7 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
         CUDA_TRY(cudaStreamSynchronize(b->s));
         memcpy(out, b->pin_out, sizeof(float) * nout);
     }
+    if (b->phases && ast_phase_collect(b->phases, K)) return -1;
     if (br->blocks) br->has_state = 1;
     if (info) {
         info->tokens = N;
@@ -812,6 +842,9 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
     b->scale = 1.0f / sqrtf((float)b->hd);
     const char *ge = getenv("ASTRAEA_CUDA_GRAPHS");
     b->graphs_on = !(ge && !strcmp(ge, "0"));
+    const char *ph = getenv("ASTRAEA_CUDA_PHASES");
+    const int phases_on = ph && !strcmp(ph, "1");
+    if (phases_on) b->graphs_on = 0; // events are recorded eagerly
 
     int rc = -1;
     struct cudaDeviceProp prop;
@@ -835,6 +868,8 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
         a.off = 0;
         layout_weights(b, &a); // assign
     }
+    if (phases_on && ast_phase_create(&b->phases, b->layers * 10 + 8, phase_names, PH_COUNT))
+        goto fail;
     if (upload_weights(b)) {
         ast_error_prefix("loading the model onto %s", b->name);
         goto fail;
