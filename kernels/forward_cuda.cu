@@ -570,7 +570,9 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
 
     // 1. selection
     PHASE(b, PH_SELECT);
-    if (st && ast_cuda_tw_sketch(N, D, b->r, b->x, D, b->w.proj, b->sk, s)) return -1;
+    const int use_delta = b->p.tw.w_alpha != 0; // Δ (and so the sketch) enters the score
+    if (st && use_delta && ast_cuda_tw_sketch(N, D, b->r, b->x, D, b->w.proj, b->sk, s))
+        return -1;
     if (gather) {
         if (ast_cuda_tw_scores(b->tw, N, b->r, b->sk, st->refsketch, st->lse, st->skip, &b->p.tw,
                                b->score, s) ||
@@ -648,7 +650,8 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
                                     st->skip, s))
         return -1;
     return ast_cuda_tw_commit(K, D, sel, xs, D, b->x, D, st->cache, D, b->p.tw.cache, H, b->lse_h,
-                              st->lse, b->r, b->sk, st->refsketch, st->skip, s);
+                              st->lse, b->r, b->sk, use_delta ? st->refsketch : NULL, st->skip,
+                              s);
 }
 
 // Everything between the input copy and the output copy: the part a graph captures.

@@ -236,7 +236,8 @@ static __global__ void __launch_bounds__(SCORE_THREADS)
     __shared__ float inv_mean_s;
     const int tid = threadIdx.x;
     double sum = 0.0;
-    for (int i = tid; i < n; i += SCORE_THREADS) sum += (double)delta[i];
+    if (delta)
+        for (int i = tid; i < n; i += SCORE_THREADS) sum += (double)delta[i];
     sum = ast_warp_sum_d(sum);
     if ((tid & 31) == 0) red[tid >> 5] = sum;
     __syncthreads();
@@ -251,9 +252,12 @@ static __global__ void __launch_bounds__(SCORE_THREADS)
     const float inv_mean = inv_mean_s;
     for (int i = tid; i < n; i += SCORE_THREADS) {
         const int s = skip[i] < AST_SKIP_EXP_CAP ? skip[i] : AST_SKIP_EXP_CAP;
-        // (w_α · lse) · (Δ · inv_mean) + w_β·exp(s), each operation rounded as in C
-        const float v = __fadd_rn(__fmul_rn(__fmul_rn(w_alpha, lse[i]), __fmul_rn(delta[i], inv_mean)),
-                                  tab.v[s < 0 ? 0 : s]);
+        // (w_α · lse) · (Δ · inv_mean) + w_β·exp(s), each operation rounded as in C; with no Δ
+        // (w_α = 0) just w_β·exp(s), as the CPU rule
+        const float v =
+            delta ? __fadd_rn(__fmul_rn(__fmul_rn(w_alpha, lse[i]), __fmul_rn(delta[i], inv_mean)),
+                              tab.v[s < 0 ? 0 : s])
+                  : tab.v[s < 0 ? 0 : s];
         // NaN -> all-ones bits: the smallest key of a descending float radix sort (sorted last)
         scores[i] = isnan(v) ? __int_as_float(-1) : v;
     }
@@ -269,11 +273,14 @@ int ast_cuda_tw_scores(ast_cuda_tw *t, int n, int r, const float *sketch, const 
     skip_table tab;
     for (int i = 0; i <= AST_SKIP_EXP_CAP; i++) tab.v[i] = o->w_beta * expf((float)i);
     const float inv_sqrt_r = 1.0f / sqrtf((float)r);
-    delta_kernel<<<ast_blocks(n, 256), 256, 0, s>>>(n, r, sketch, refsketch, inv_sqrt_r,
-                                                    t->delta);
-    CUDA_TRY_LAUNCH();
-    score_kernel<<<1, SCORE_THREADS, 0, s>>>(n, t->delta, lse, skip, o->w_alpha,
-                                             o->delta_normalize, tab, scores);
+    const int use_delta = o->w_alpha != 0; // else Δ does not enter the score: no sketch read
+    if (use_delta) {
+        delta_kernel<<<ast_blocks(n, 256), 256, 0, s>>>(n, r, sketch, refsketch, inv_sqrt_r,
+                                                        t->delta);
+        CUDA_TRY_LAUNCH();
+    }
+    score_kernel<<<1, SCORE_THREADS, 0, s>>>(n, use_delta ? t->delta : NULL, lse, skip,
+                                             o->w_alpha, o->delta_normalize, tab, scores);
     CUDA_TRY_LAUNCH();
     return 0;
 }

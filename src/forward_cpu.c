@@ -294,8 +294,9 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense
     int32_t *sel = b->sel;
     int gather = K < N; /* K == N: identity selection, rows used in place */
 
-    /* 1. selection */
-    if (st) {
+    /* 1. selection (the sketch only when Δ enters the score: w_α != 0) */
+    const int use_delta = b->p.tw.w_alpha != 0;
+    if (st && use_delta) {
         ast_cpu_gemm(N, b->r, D, b->x, D, b->proj, AST_DT_F32, D, NULL, b->sk, b->r,
                      AST_EPI_NONE, 0);
     }
@@ -374,8 +375,9 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense
             for (int h = 0; h < H; h++) s += b->lse_h[(int64_t)h * N + n];
             st->lse[n] = s / H;
             st->skip[n] = 0;
-            memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r,
-                   sizeof(float) * b->r);
+            if (use_delta)
+                memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r,
+                       sizeof(float) * b->r);
         }
         (void)dense;
         return 0;
@@ -406,7 +408,9 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense
         for (int h = 0; h < H; h++) s += b->lse_h[(int64_t)h * K + r];
         st->lse[n] = s / H;
         st->skip[n] = 0;
-        memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r, sizeof(float) * b->r);
+        if (use_delta)
+            memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r,
+                   sizeof(float) * b->r);
     }
     return 0;
 }

@@ -35,6 +35,14 @@ void ast_tw_projection(int D, int r, float *P) {
 
 void ast_tw_scores(int n, int r, const float *sketch, const float *refsketch, const float *lse,
                    const int32_t *skip, const ast_tokenwise_opts *o, float *scores) {
+    if (o->w_alpha == 0) { /* Δ does not enter the score: no sketch needed (it may be NULL) */
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++) {
+            int s = skip[i] < AST_SKIP_EXP_CAP ? skip[i] : AST_SKIP_EXP_CAP;
+            scores[i] = o->w_beta * expf((float)s);
+        }
+        return;
+    }
     const float inv_sqrt_r = 1.0f / sqrtf((float)r);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
@@ -138,7 +146,8 @@ void ast_tw_scores_segments(int n, int segments, int r, const float *sketch,
         int64_t first, count;
         ast_shard_range(n, segments, s, &first, &count);
         if (count > 0)
-            ast_tw_scores((int)count, r, sketch + first * r, refsketch + first * r, lse + first,
-                          skip + first, o, scores + first);
+            ast_tw_scores((int)count, r, sketch ? sketch + first * r : NULL,
+                          refsketch ? refsketch + first * r : NULL, lse + first, skip + first, o,
+                          scores + first);
     }
 }

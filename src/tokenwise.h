@@ -24,7 +24,9 @@ extern "C" {
  * backend uploads it). Δ uses 1/√r so that E[Δ²] = ‖x − ref‖². */
 void ast_tw_projection(int D, int r, float *P);
 
-/* scores[i] from per-token arrays (all length n; sketch arrays [n, r]). */
+/* scores[i] from per-token arrays (all length n; sketch arrays [n, r]). With w_alpha = 0, Δ
+ * does not enter the score (w_β·exp(skip) only) and sketch/refsketch are not read (may be
+ * NULL): the backends then skip the sketch entirely. */
 void ast_tw_scores(int n, int r, const float *sketch, const float *refsketch, const float *lse,
                    const int32_t *skip, const ast_tokenwise_opts *o, float *scores);
 

@@ -406,7 +406,7 @@ def render(p, device="cpu", with_alpha=False):
         a5 = a.unsqueeze(1)
         img = img * (1 - a5) + colour * a5
         if with_alpha:
-            vis = [v * (1 - a) for v in vis]
+            vis = [(kk, v * (1 - a)) for kk, v in vis]
             vis.append((k, a))
     x = img * 2 - 1
     if not with_alpha:
