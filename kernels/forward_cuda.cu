@@ -128,6 +128,7 @@ typedef struct {
     // sequence parallelism (comm.h): this rank computes tokens [n0, n0 + N) of Ntot
     ast_shard sh;             // size 1: the whole sequence
     int n0, Ntot;
+    int allgather;            // P does not divide the heads: K/V all-gather instead of Ulysses
     int64_t rn[AST_MAX_RANKS], r0[AST_MAX_RANKS];  // every rank's tokens and first token
     int64_t rk[AST_MAX_RANKS], rk0[AST_MAX_RANKS]; // every rank's computed rows (per K)
     ast_bf16 *patches;        // [Ntot, P] the whole latent's patches (sharded only)
@@ -417,7 +418,11 @@ static int alloc_scratch(cuda_backend *b) {
              ALLOC(b->lse_h, (int64_t)b->H * N, "attention LSE") &&
              ALLOC(b->sk, N * b->r, "input sketch") && ALLOC(b->score, N, "token scores") &&
              ALLOC(b->sel, N, "token selection") && ALLOC(b->flags, N, "token selection");
-    if (ok && b->sh.size > 1) { // sp_attention's exchange buffers
+    if (ok && b->allgather) { // every rank's keys/values
+        ok = ALLOC(b->patches, b->Ntot * b->P, "the latent's patches") &&
+             ALLOC(b->xkv_send, N * 2 * D, "sequence-parallel buffers") &&
+             ALLOC(b->xkv_recv, (int64_t)b->Ntot * 2 * D, "sequence-parallel buffers");
+    } else if (ok && b->sh.size > 1) { // sp_attention's exchange buffers
         const int64_t Nt = b->Ntot, W = D / b->sh.size, Hg = b->H / b->sh.size;
         ok = ALLOC(b->patches, Nt * b->P, "the latent's patches") &&
              ALLOC(b->xq_send, N * D, "sequence-parallel buffers") &&
@@ -554,6 +559,29 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     return ast_comm_alltoallv(cm, me, b->lse_send, sc, sd, b->lse_h, rc, rd, 4, s);
 }
 
+// The same when P does not divide the heads (forward_cpu.c sp_attention_allgather): every rank
+// gathers all [k | v] rows and attends its own K queries over them for every head.
+static int sp_attention_allgather(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf16 *kk,
+                                  int want_lse) {
+    const int P = b->sh.size, D = b->D;
+    const int64_t N = b->N, bf = sizeof(ast_bf16);
+    int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
+            rd[AST_MAX_RANKS] = {0};
+    // [k | v] of a row are contiguous in qkv [N, 3D] (columns D..3D): one strided copy
+    CUDA_TRY(cudaMemcpy2DAsync(b->xkv_send, 2 * D * bf, kk, 3 * D * bf, 2 * D * bf, N,
+                               cudaMemcpyDeviceToDevice, b->s));
+    for (int i = 0; i < P; i++) {
+        sc[i] = N * 2 * D, sd[i] = 0;
+        rc[i] = b->rn[i] * 2 * D, rd[i] = b->r0[i] * 2 * D;
+    }
+    if (ast_comm_alltoallv(b->sh.comm, b->sh.rank, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 2,
+                           b->s))
+        return -1;
+    return ast_cuda_attention(q, 3 * D, b->xkv_recv, 2 * D, b->xkv_recv + D, 2 * D, b->o, D,
+                              want_lse ? b->lse_h : NULL, K, b->Ntot, b->H, b->hd, b->scale,
+                              b->s);
+}
+
 // One block on the current residual stream b->x (see the file comment).
 static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     const dev_block *k = &b->w.blocks[l];
@@ -605,7 +633,9 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         return -1;
     PHASE(b, PH_ATTN);
     if (b->sh.size > 1) {
-        if (sp_attention(b, K, q, kk, vv, st != NULL)) return -1;
+        if (b->allgather ? sp_attention_allgather(b, K, q, kk, st != NULL)
+                         : sp_attention(b, K, q, kk, vv, st != NULL))
+            return -1;
     } else if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D, st ? b->lse_h : NULL,
                                   K, N, H, hd, b->scale, s)) {
         return -1;
@@ -832,6 +862,7 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
         ast_shard_range(b->Ntot, b->sh.size, i, &b->r0[i], &b->rn[i]);
     b->n0 = (int)b->r0[b->sh.rank];
     b->N = (int)b->rn[b->sh.rank];
+    b->allgather = b->sh.size > 1 && c->num_heads % b->sh.size != 0;
     b->D = c->dim;
     b->H = c->num_heads;
     b->hd = c->head_dim;

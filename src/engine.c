@@ -62,16 +62,6 @@ static int check_params(const ast_model *m, const ast_engine_params *p) {
     if (P > AST_MAX_RANKS)
         return ast_fail("sequence parallelism over %d ranks: at most %d are supported", P,
                         AST_MAX_RANKS);
-    if (P > 1 && c->num_heads % P) {
-        char ok[128] = "";
-        size_t o = 0;
-        for (int d = 1; d <= c->num_heads && d <= AST_MAX_RANKS && o < sizeof ok - 8; d++)
-            if (c->num_heads % d == 0) o += (size_t)snprintf(ok + o, sizeof ok - o, "%s%d", o ? ", " : "", d);
-        return ast_fail("one generation over %d %s needs the model's head count (%d) to be "
-                        "divisible by it (each rank computes attention for num_heads / P heads); "
-                        "use %s",
-                        P, p->backend == AST_BACKEND_CUDA ? "GPUs" : "ranks", c->num_heads, ok);
-    }
     if (P > 1 && (int64_t)gf * gh * gw < P)
         return ast_fail("%lld tokens cannot be split over %d ranks", (long long)gf * gh * gw, P);
     return 0;
@@ -107,8 +97,9 @@ int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine
     if (rc == 0) {
         const char *n0 = e->vt->device_name(e->impl);
         if (e->P > 1)
-            snprintf(e->name, sizeof e->name, "%d x %s (sequence parallel, %s)", e->P, n0,
-                     e->comm->kind);
+            snprintf(e->name, sizeof e->name, "%d x %s (sequence parallel, %s, %s)", e->P, n0,
+                     e->comm->kind,
+                     m->cfg.num_heads % e->P ? "K/V all-gather" : "Ulysses all-to-all");
         else
             snprintf(e->name, sizeof e->name, "%s", n0);
     }

@@ -46,6 +46,7 @@ typedef struct {
     ast_shard sh;            /* size 1: the whole sequence */
     int n0, Ntot;
     int threads;             /* OpenMP threads of this rank */
+    int allgather;           /* P does not divide the heads: K/V all-gather instead of Ulysses */
     int64_t rn[AST_MAX_RANKS], r0[AST_MAX_RANKS]; /* every rank's token count and first token */
     int64_t rk[AST_MAX_RANKS], rk0[AST_MAX_RANKS];/* every rank's computed rows this forward */
     float *xq_send, *xq_recv, *xkv_send, *xkv_recv, *xo_all, *xo_recv, *lse_all; /* exchange */
@@ -281,6 +282,24 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
     return 0;
 }
 
+/* The same, when P does not divide the heads: every rank gathers all keys/values ([k | v] rows
+ * of b->kv are contiguous, so they are sent as they are) and attends its own queries over them
+ * for every head; no way back is needed. More traffic than Ulysses for large P, any P works. */
+static int sp_attention_allgather(cpu_backend *b, int K, float scale) {
+    const int P = b->sh.size, D = b->D;
+    int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
+            rd[AST_MAX_RANKS] = {0};
+    for (int i = 0; i < P; i++) {
+        sc[i] = (int64_t)b->N * 2 * D, sd[i] = 0;
+        rc[i] = b->rn[i] * 2 * D, rd[i] = b->r0[i] * 2 * D;
+    }
+    if (ast_comm_alltoallv(b->sh.comm, b->sh.rank, b->kv, sc, sd, b->xkv_recv, rc, rd, 4, NULL))
+        return -1;
+    ast_cpu_attention(K, b->Ntot, b->H, b->hd, b->q, D, b->xkv_recv, 2 * D, b->xkv_recv + D,
+                      2 * D, b->o, D, b->lse_h, scale);
+    return 0;
+}
+
 static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense) {
     const ast_wan_config *c = &b->m->cfg;
     const ast_wan_block *w = &b->m->w.blocks[l];
@@ -328,7 +347,9 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense
     ast_cpu_rmsnorm(K, D, b->q, D, w->self_attn.norm_q, c->eps);
     ast_cpu_rope(K, H, b->q, D, gather ? sel : NULL, b->n0, b->gh, b->gw, &b->rope);
     if (b->sh.size > 1) {
-        if (sp_attention(b, K, kk, vv, scale)) return -1;
+        if (b->allgather ? sp_attention_allgather(b, K, scale)
+                         : sp_attention(b, K, kk, vv, scale))
+            return -1;
     } else {
         ast_cpu_attention(K, N, H, hd, b->q, D, kk, 2 * D, vv, 2 * D, b->o, D, b->lse_h, scale);
     }
@@ -483,6 +504,7 @@ int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, const
     for (int i = 0; i < b->sh.size; i++) ast_shard_range(b->Ntot, b->sh.size, i, &b->r0[i], &b->rn[i]);
     b->n0 = (int)b->r0[b->sh.rank];
     b->N = (int)b->rn[b->sh.rank];
+    b->allgather = b->sh.size > 1 && c->num_heads % b->sh.size != 0;
     b->threads = omp_get_max_threads() / b->sh.size;
     if (b->threads < 1) b->threads = 1;
     b->D = c->dim;
@@ -537,7 +559,9 @@ int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, const
              (b->proj = ast_alloc_aligned(f * D * b->r, "sketch projection"));
         if (ok) ast_tw_projection((int)D, b->r, b->proj);
     }
-    if (ok && b->sh.size > 1) { /* exchange buffers (sp_attention) */
+    if (ok && b->allgather) { /* every rank's keys/values */
+        ok = (b->xkv_recv = ast_alloc_aligned(f * b->Ntot * 2 * D, "sequence-parallel buffers")) != NULL;
+    } else if (ok && b->sh.size > 1) { /* exchange buffers (sp_attention) */
         const int64_t W = (int64_t)D / b->sh.size, Hg = b->H / b->sh.size, Nt = b->Ntot;
         ok = (b->xq_send = ast_alloc_aligned(f * N * D, "sequence-parallel buffers")) &&
              (b->xq_recv = ast_alloc_aligned(f * Nt * W, "sequence-parallel buffers")) &&

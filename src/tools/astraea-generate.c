@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
         {"--sketch-dim", AST_ARG_INT, &sketch, "R", "width of the random projection that estimates delta (default 32)", 1, 1024, 0},
         {"--backend", AST_ARG_STRING, &backend, "NAME", "auto (default: CUDA if present), cpu, cuda", 0, 0, 0},
         {"--gpu", AST_ARG_INT, &gpu, "N", "CUDA device index (default 0)", 0, 64, 0},
-        {"--gpus", AST_ARG_STRING, &gpus_text, "LIST", "spread one generation over these CUDA devices, e.g. 0,1 (sequence parallelism over NCCL; the count must divide the model's heads: 12 for Wan2.1-1.3B, 40 for 14B)", 0, 0, 0},
+        {"--gpus", AST_ARG_STRING, &gpus_text, "LIST", "spread one generation over these CUDA devices, e.g. 0,1 (sequence parallelism over NCCL: Ulysses all-to-all when the count divides the model's heads, 12 for Wan2.1-1.3B and 40 for 14B, else a K/V all-gather; docs/multigpu.md)", 0, 0, 0},
         {"--out", AST_ARG_STRING, &out, "FILE", "output: .gif / .png (pixel models) or .safetensors (latent 'x')", 0, 0, 0},
         {"--quiet", AST_ARG_FLAG, &quiet, NULL, "no progress output", 0, 0, 0},
     };

@@ -9,7 +9,8 @@
  *      CPU engine that selects per shard exactly as 2 ranks do (select_segments = 2), within
  *      max(5e-2, half the CPU token-wise-vs-dense gap) as test_gpu_forward;
  *   4. theta = 1 on every step of the 2-GPU token-wise engine equals the 2-GPU dense engine;
- *   5. with 4 or more GPUs: dense on 4 GPUs vs 1 GPU.
+ *   5. with 3 / 4 GPUs: dense on 3 (K/V all-gather) and 4 (Ulysses) GPUs vs the CPU;
+ *   6. the K/V all-gather path on 2 GPUs (a 3-head model): dense vs 1 GPU, token-wise vs CPU.
  * Exits 77 without CUDA, without NCCL, or with fewer than 2 CUDA devices. */
 #include <stdint.h>
 
@@ -149,18 +150,55 @@ int main(void) {
     ast_engine_free(ct);
     ast_engine_free(g2);
 
-    /* 5. four GPUs */
-    if (ndev >= 4) {
-        ast_engine *g4 = make(m, AST_BACKEND_CUDA, 4, 0, 1);
-        if (g4 && !set_ctx(g4, ctx, nctx, L) && !fwd(g4, "4 GPUs", 1, x, 500.f, 1.f, y2, n) &&
+    /* 5. three (K/V all-gather: 3 does not divide 4 heads) and four GPUs (Ulysses) */
+    for (int P = 3; P <= 4 && P <= ndev; P++) {
+        ast_engine *gp = make(m, AST_BACKEND_CUDA, P, 0, 1);
+        if (gp && !set_ctx(gp, ctx, nctx, L) && !fwd(gp, "P GPUs", 1, x, 500.f, 1.f, y2, n) &&
             !fwd(cd, "CPU", 1, x, 500.f, 1.f, yc, n)) {
             double e = ast_test_rel_l2(y2, yc, n);
-            printf("%s: dense, 4 GPUs vs CPU rel L2 %.3g\n", NAME, e);
-            CHECK(e <= 2e-2, "dense 4 GPUs vs CPU: rel L2 %.3g > 2e-2", e);
+            printf("%s: dense, %s vs CPU rel L2 %.3g\n", NAME, ast_engine_device_name(gp), e);
+            CHECK(e <= 2e-2, "dense %d GPUs vs CPU: rel L2 %.3g > 2e-2", P, e);
         }
-        ast_engine_free(g4);
+        ast_engine_free(gp);
     }
     ast_engine_free(cd);
+    ast_model_free(m);
+
+    /* 6. the K/V all-gather path on 2 GPUs: a model with 3 heads of 64 (2 does not divide 3) */
+    lt_tmpdir(dir, sizeof dir, "gpu_seqpar3");
+    c.dim = 192, c.num_heads = 3, c.ffn_dim = 384;
+    m = NULL;
+    CHECK(ast_write_random_checkpoint(dir, &c, 22, AST_DT_F32) == 0, "write: %s",
+          ast_error_get());
+    CHECK(ast_model_load(dir, NULL, &m) == 0, "load: %s", ast_error_get());
+    lt_rmtree(dir);
+    if (!m) return ast_test_finish(NAME);
+    g1 = make(m, AST_BACKEND_CUDA, 1, 1, 1);
+    g2 = make(m, AST_BACKEND_CUDA, 2, 1, 1);
+    ct = make(m, AST_BACKEND_CPU, 1, 1, 2);
+    if (g1 && g2 && ct && !set_ctx(g1, ctx, nctx, L) && !set_ctx(g2, ctx, nctx, L) &&
+        !set_ctx(ct, ctx, nctx, L)) {
+        CHECK(strstr(ast_engine_device_name(g2), "all-gather") != NULL,
+              "3 heads on 2 GPUs should use the K/V all-gather: %s", ast_engine_device_name(g2));
+        if (!fwd(g1, "1 GPU", 0, x, 800.f, 1.f, y1, n) &&
+            !fwd(g2, "2 GPUs", 0, x, 800.f, 1.f, y2, n)) {
+            double e = ast_test_rel_l2(y2, y1, n);
+            printf("%s: dense, %s vs 1 GPU rel L2 %.3g\n", NAME, ast_engine_device_name(g2), e);
+            CHECK(e <= 1e-2, "dense, K/V all-gather on 2 GPUs vs 1 GPU: rel L2 %.3g", e);
+        }
+        /* token-wise step after the dense one: vs the CPU selecting per 2 segments */
+        if (!fwd(ct, "CPU", 0, x, 800.f, 1.f, yc, n) &&
+            !fwd(g2, "2 GPUs theta 0.4", 0, x, 700.f, 0.4f, y2, n) &&
+            !fwd(ct, "CPU theta 0.4", 0, x, 700.f, 0.4f, yc, n)) {
+            double e = ast_test_rel_l2(y2, yc, n);
+            printf("%s: token-wise theta 0.4, K/V all-gather on 2 GPUs vs CPU (2 segments) rel "
+                   "L2 %.3g\n", NAME, e);
+            CHECK(e <= 5e-2, "token-wise, K/V all-gather on 2 GPUs vs CPU: rel L2 %.3g", e);
+        }
+    }
+    ast_engine_free(g1);
+    ast_engine_free(g2);
+    ast_engine_free(ct);
     free(x), free(y1), free(y2), free(yc), free(yr), free(xi), free(ctx), free(nctx);
     ast_model_free(m);
     return ast_test_finish(NAME);

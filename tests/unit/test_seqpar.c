@@ -1,9 +1,9 @@
 /* test_seqpar.c — sequence parallelism (comm.h, docs/multigpu.md) on the CPU backend, P ranks as
  * threads: a whole sampling run sharded over P ranks must equal the 1-rank run — dense, and
  * token-wise against a 1-rank engine that selects per segment exactly as P ranks do
- * (select_segments = P) — on uneven shards, with P = 2 (2 heads) and P = 2, 4 (4 heads); the
- * tokens computed are the sum of the shards' budgets; a rank count that does not divide the
- * heads is refused with the usable counts; the threads exchange itself is checked on its own. */
+ * (select_segments = P) — on uneven shards: Ulysses with P = 2 (2 heads) and P = 2, 4
+ * (4 heads), the K/V all-gather fallback with P = 3 (2 and 4 heads); the tokens computed are
+ * the sum of the shards' budgets; the threads exchange itself is checked on its own. */
 #include <pthread.h>
 
 #include "comm.h"
@@ -201,13 +201,19 @@ int main(void) {
     /* 3 x 3 x 5 = 45 tokens: shards 23 + 22 */
     compare(tiny, "tiny (2 heads)", 3, 6, 10, 2);
 
-    /* more ranks than heads divide: refused, naming the usable counts */
+    /* 3 ranks on 2 heads: P does not divide the heads -> K/V all-gather (shards 15 x 3) */
+    compare(tiny, "tiny (2 heads), K/V all-gather", 3, 6, 10, 3);
     ast_engine_params p = {0};
     p.backend = AST_BACKEND_CPU;
     p.frames = 3, p.height = 6, p.width = 10, p.n_branches = 1, p.n_ranks = 3;
-    ast_engine *bad = NULL;
-    CHECK_FAILS_WITH(ast_engine_create(tiny, &p, &bad), "divisible");
-    printf("3 ranks on 2 heads: %s\n", ast_error_get());
+    ast_engine *ag = NULL;
+    CHECK(ast_engine_create(tiny, &p, &ag) == 0 &&
+              strstr(ast_engine_device_name(ag), "all-gather") != NULL,
+          "3 ranks on 2 heads: engine %s", ag ? ast_engine_device_name(ag) : ast_error_get());
+    if (ag) printf("3 ranks on 2 heads: %s\n", ast_engine_device_name(ag));
+    ast_engine_free(ag);
+    p.n_ranks = AST_MAX_RANKS + 1;
+    CHECK_FAILS_WITH(ast_engine_create(tiny, &p, &ag), "at most");
     ast_model_free(tiny);
 
     /* 4 heads: P = 2 and 4 (shards 12 + 11 + 11 + 11) */
@@ -223,6 +229,7 @@ int main(void) {
     if (m4) {
         compare(m4, "random (4 heads)", 3, 6, 10, 2);
         compare(m4, "random (4 heads)", 3, 6, 10, 4);
+        compare(m4, "random (4 heads), K/V all-gather", 3, 6, 10, 3);
         ast_model_free(m4);
     }
     lt_rmtree(dir);
