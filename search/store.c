@@ -10,6 +10,7 @@
 #include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -139,6 +140,13 @@ typedef struct {
     const char *purpose;
     int rc; /* first bind failure */
 } q_t;
+
+/* sqlite3_exec callback of PRAGMA journal_mode: the mode, into a char[16]. */
+static int journal_mode_row(void *user, int n, char **vals, char **names) {
+    (void)names;
+    if (n > 0 && vals[0]) snprintf((char *)user, 16, "%s", vals[0]);
+    return 0;
+}
 
 static int q_prep(q_t *q, ast_store *s, const char *sql, const char *purpose) {
     q->s = s;
@@ -454,13 +462,21 @@ static int store_open(const char *path, int readonly, int target, ast_store **ou
             goto fail;
         }
     } else {
-        /* WAL: readers never block the writer; each commit is one append to the log. */
-        q_t q;
-        if (q_prep(&q, s, "PRAGMA journal_mode = WAL", "switching to WAL mode") != 0) goto fail;
+        /* WAL: readers never block the writer; each commit is one append to the log. The
+         * switch can answer SQLITE_BUSY at once, without the busy handler, while another
+         * process is creating or switching the same new file: retry for the busy timeout. */
         char mode[16] = "";
-        if ((rc = q_step(&q)) == 1) col_text(q.st, 0, mode, sizeof mode);
-        q_end(&q);
-        if (rc < 0) goto fail;
+        for (int tries = 0;; tries++) {
+            rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", journal_mode_row, mode, NULL);
+            if (rc == SQLITE_OK) break;
+            if (((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) && tries < 200) {
+                struct timespec ts = {0, 50 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+            db_fail(s, rc, "switching to WAL mode");
+            goto fail;
+        }
         if (strcmp(mode, "wal") != 0) {
             ast_error_set("search DB '%s': cannot switch to WAL mode (journal mode stays '%s'; "
                           "is it on a network file system? pass --db with a local path)",
