@@ -16,6 +16,13 @@ Medium size / medium speed / plain texture are not spoken. When a two-object cap
 longer than 16 words, spoken size/speed attributes are set back to medium (in the clip itself, so
 the caption stays true) until it fits.
 
+Motion trail (recipe v3): behind each object, fading copies at its positions one and two frames
+earlier (opacity TRAIL = (0.45, 0.2); the first frames extrapolate backwards). Direction then is a
+local, lopsided pattern in every frame ("the trail is on the left: it moves right"), the kind of
+caption -> pattern mapping the model learns (colour, size, shape); without it the direction word
+was ignored entirely (models/wan-mini/README.md "Why direction was not learned"). TRAIL = () draws
+no trail.
+
 Held out for evaluation: one background colour per (colour, shape, direction) triple, i.e. every
 (colour, shape, direction, bg colour) tuple with (c + 2 s + 3 d + b) % 9 == 0 (160 of 1440 tuples).
 No training object ever has a held-out tuple; evaluate.py prompts are drawn from them.
@@ -382,9 +389,14 @@ def background(p, device):
     return base + (alt - base) * t
 
 
-def render(p, device="cpu", with_alpha=False):
+TRAIL = (0.45, 0.2)  # opacity of the copies 1, 2, ... frames behind each object (v3); () = none
+
+
+def render(p, device="cpu", with_alpha=False, trail=None):
     """Parameter batch -> clips [B, 3, F, H, W] float32 in [-1, 1] (and, with_alpha, the per-object
-    coverage [B, K, F, H, W] after occlusion, for validating the evaluator)."""
+    coverage [B, K, F, H, W] after occlusion, for validating the evaluator). trail: opacities of
+    the motion trail (default TRAIL)."""
+    trail = TRAIL if trail is None else trail
     dev = torch.device(device)
     B, K = p["colour"].shape
     rad, cx, cy = object_tracks(p)
@@ -399,10 +411,20 @@ def render(p, device="cpu", with_alpha=False):
         cyk = torch.as_tensor(cy[idx, k], device=dev).view(B, FRAMES, 1, 1)
         rk = torch.as_tensor(rad[idx, k], device=dev).view(B, 1, 1, 1)
         shp = torch.as_tensor(p["shape"][idx, k], device=dev).view(B, 1, 1, 1).expand(B, FRAMES, HEIGHT, WIDTH)
+        present = torch.as_tensor(p["present"][idx, k], device=dev, dtype=torch.float32).view(B, 1, 1, 1)
+        colour = torch.as_tensor(OBJ_RGB[p["colour"][idx, k]], device=dev).view(B, 3, 1, 1, 1)
+        # the trail first (farthest copy at the bottom), at the positions j frames earlier
+        vx = torch.as_tensor(np.diff(cx[idx, k], axis=1).mean(1), device=dev).view(B, 1, 1, 1)
+        vy = torch.as_tensor(np.diff(cy[idx, k], axis=1).mean(1), device=dev).view(B, 1, 1, 1)
+        for j in range(len(trail), 0, -1):
+            at = (0.5 - _sdf(shp, xs - (cxk - j * vx), ys - (cyk - j * vy), rk)).clamp(0, 1)
+            at = at * present * trail[j - 1]
+            img = img * (1 - at.unsqueeze(1)) + colour * at.unsqueeze(1)
+            if with_alpha:
+                vis = [(kk, v * (1 - at)) for kk, v in vis]
         sdf = _sdf(shp, xs - cxk, ys - cyk, rk)
         a = (0.5 - sdf).clamp(0, 1)                                          # anti-aliased coverage
-        a = a * torch.as_tensor(p["present"][idx, k], device=dev, dtype=torch.float32).view(B, 1, 1, 1)
-        colour = torch.as_tensor(OBJ_RGB[p["colour"][idx, k]], device=dev).view(B, 3, 1, 1, 1)
+        a = a * present
         a5 = a.unsqueeze(1)
         img = img * (1 - a5) + colour * a5
         if with_alpha:
