@@ -79,6 +79,10 @@ def parse_args(argv=None):
     ap.add_argument("--shift", type=float, default=3.0, help="config.json default sampling shift")
     ap.add_argument("--guidance", type=float, default=5.0, help="config.json default CFG scale")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time only)")
+    ap.add_argument("--trail", default=",".join(str(v) for v in data.TRAIL),
+                    help="motion-trail opacities, copies 1, 2, ... frames behind each object "
+                         "(recipe v3 default 0.45,0.2; 'none' = no trail, recipes v1/v2)")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     return ap.parse_args(argv)
 
 
@@ -86,15 +90,15 @@ class ClipStream:
     """Yields (x0 [B,3,F,H,W], ids [B,text_len]) on the device. Renders --chunk batches per call
     so the host-to-device copies (which synchronise) happen once per chunk, not every step."""
 
-    def __init__(self, seed, batch, chunk, device):
+    def __init__(self, seed, batch, chunk, device, trail=None):
         self.gen = data.ClipGenerator(seed=seed, captions=False)
-        self.batch, self.chunk, self.device = batch, chunk, device
+        self.batch, self.chunk, self.device, self.trail = batch, chunk, device, trail
         self.buf, self.pos = None, 0
 
     def next(self):
         if self.buf is None or self.pos >= self.chunk:
             p = self.gen.sample(self.batch * self.chunk)
-            x = data.render(p, self.device)
+            x = data.render(p, self.device, trail=self.trail)
             self.buf = (x, torch.as_tensor(p["ids"], device=self.device))
             self.pos = 0
         s = slice(self.pos * self.batch, (self.pos + 1) * self.batch)
@@ -149,6 +153,9 @@ def _atomic_save(obj, path):
 
 def main(argv=None):
     a = parse_args(argv)
+    a.trail_ops = () if a.trail == "none" else tuple(float(v) for v in a.trail.split(","))
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     cuda = dev.type == "cuda"
     bf16 = bool(a.bf16) if a.bf16 is not None else cuda
@@ -173,7 +180,7 @@ def main(argv=None):
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.99), eps=1e-8, **opt_kw)
     ema = [p.detach().clone().float() for p in params]
-    stream = ClipStream(a.seed + 1, a.batch, a.chunk, dev)
+    stream = ClipStream(a.seed + 1, a.batch, a.chunk, dev, a.trail_ops)
     gen = torch.Generator(device=dev)
     gen.manual_seed(a.seed + 2)
 
@@ -290,7 +297,7 @@ def main(argv=None):
     logf.close()
     summary = {"steps": step, "stop": stop, "loop_seconds": round(loop_s, 1), "trained_seconds": round(trained_s, 1),
                "plan_seconds": round(plan_s, 1), "first_step_seconds": round(first_step_s or 0, 2),
-               "batch": a.batch, "clips_seen_total": step * a.batch,
+               "batch": a.batch, "clips_seen_total": step * a.batch, "trail": list(a.trail_ops),
                "params": n_params, "params_dit": n_dit, "device": str(dev),
                "gpu": torch.cuda.get_device_name(dev) if cuda else None, "torch": torch.__version__,
                "wall_seconds": round(time.time() - T_START, 1), "args": vars(a)}
