@@ -129,8 +129,7 @@ typedef struct {
     ast_shard sh;             // size 1: the whole sequence
     int n0, Ntot;
     int allgather;            // P does not divide the heads: K/V all-gather instead of Ulysses
-    int64_t rn[AST_MAX_RANKS], r0[AST_MAX_RANKS];  // every rank's tokens and first token
-    int64_t rk[AST_MAX_RANKS], rk0[AST_MAX_RANKS]; // every rank's computed rows (per K)
+    ast_shard_plan plan;      // every rank's tokens and, this forward, computed rows
     ast_bf16 *patches;        // [Ntot, P] the whole latent's patches (sharded only)
     ast_bf16 *xq_send, *xq_recv, *xkv_send, *xkv_recv, *xo_all, *xo_recv; // exchange (bf16)
     float *lse_all, *lse_send;                                             // exchange (fp32)
@@ -511,14 +510,14 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     ast_comm *cm = b->sh.comm;
     int64_t Ktot = 0, sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
-    for (int i = 0; i < P; i++) Ktot += b->rk[i];
+    for (int i = 0; i < P; i++) Ktot += b->plan.k[i];
     // queries: to rank g its heads' columns of my K rows
     for (int g = 0; g < P; g++)
         CUDA_TRY(cudaMemcpy2DAsync(b->xq_send + g * K * W, W * bf, q + g * W, 3 * D * bf, W * bf,
                                    K, cudaMemcpyDeviceToDevice, s));
     for (int i = 0; i < P; i++) {
         sc[i] = K * W, sd[i] = i * K * W;
-        rc[i] = b->rk[i] * W, rd[i] = b->rk0[i] * W;
+        rc[i] = b->plan.k[i] * W, rd[i] = b->plan.kfirst[i] * W;
     }
     if (ast_comm_alltoallv(cm, me, b->xq_send, sc, sd, b->xq_recv, rc, rd, 2, s)) return -1;
     // keys | values: to rank g its heads' columns of my N rows, as [row][k W | v W]
@@ -531,7 +530,7 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     }
     for (int i = 0; i < P; i++) {
         sc[i] = N * 2 * W, sd[i] = i * N * 2 * W;
-        rc[i] = b->rn[i] * 2 * W, rd[i] = b->r0[i] * 2 * W;
+        rc[i] = b->plan.n[i] * 2 * W, rd[i] = b->plan.first[i] * 2 * W;
     }
     if (ast_comm_alltoallv(cm, me, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 2, s)) return -1;
     if (ast_cuda_attention(b->xq_recv, (int)W, b->xkv_recv, (int)(2 * W), b->xkv_recv + W,
@@ -540,7 +539,7 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
         return -1;
     // back: rows of rank i to rank i; from rank g my K rows of its heads, into columns g·W
     for (int i = 0; i < P; i++) {
-        sc[i] = b->rk[i] * W, sd[i] = b->rk0[i] * W;
+        sc[i] = b->plan.k[i] * W, sd[i] = b->plan.kfirst[i] * W;
         rc[i] = K * W, rd[i] = i * K * W;
     }
     if (ast_comm_alltoallv(cm, me, b->xo_all, sc, sd, b->xo_recv, rc, rd, 2, s)) return -1;
@@ -550,10 +549,10 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     if (!want_lse) return 0;
     // LSE [Hg, Ktot] -> to rank i its [Hg, K_i]; from rank g [Hg, K] = rows g·Hg.. of [H, K]
     for (int i = 0; i < P; i++) {
-        CUDA_TRY(cudaMemcpy2DAsync(b->lse_send + Hg * b->rk0[i], b->rk[i] * sizeof(float),
-                                   b->lse_all + b->rk0[i], Ktot * sizeof(float),
-                                   b->rk[i] * sizeof(float), Hg, cudaMemcpyDeviceToDevice, s));
-        sc[i] = Hg * b->rk[i], sd[i] = Hg * b->rk0[i];
+        CUDA_TRY(cudaMemcpy2DAsync(b->lse_send + Hg * b->plan.kfirst[i], b->plan.k[i] * sizeof(float),
+                                   b->lse_all + b->plan.kfirst[i], Ktot * sizeof(float),
+                                   b->plan.k[i] * sizeof(float), Hg, cudaMemcpyDeviceToDevice, s));
+        sc[i] = Hg * b->plan.k[i], sd[i] = Hg * b->plan.kfirst[i];
         rc[i] = (int64_t)Hg * K, rd[i] = (int64_t)i * Hg * K;
     }
     return ast_comm_alltoallv(cm, me, b->lse_send, sc, sd, b->lse_h, rc, rd, 4, s);
@@ -572,7 +571,7 @@ static int sp_attention_allgather(cuda_backend *b, int K, const ast_bf16 *q, con
                                cudaMemcpyDeviceToDevice, b->s));
     for (int i = 0; i < P; i++) {
         sc[i] = N * 2 * D, sd[i] = 0;
-        rc[i] = b->rn[i] * 2 * D, rd[i] = b->r0[i] * 2 * D;
+        rc[i] = b->plan.n[i] * 2 * D, rd[i] = b->plan.first[i] * 2 * D;
     }
     if (ast_comm_alltoallv(b->sh.comm, b->sh.rank, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 2,
                            b->s))
@@ -778,12 +777,7 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
     int K = N;
     const int tw = br->blocks && !dense && br->has_state;
     if (tw) K = ast_budget_tokens(theta, N);
-    int64_t k0 = 0; // every rank's rows this forward: the same rule on every rank
-    for (int i = 0; i < b->sh.size; i++) {
-        b->rk[i] = tw ? ast_budget_tokens(theta, (int)b->rn[i]) : b->rn[i];
-        b->rk0[i] = k0;
-        k0 += b->rk[i];
-    }
+    ast_shard_plan_rows(&b->plan, tw, theta); // every rank's rows: the same rule on every rank
     CUDA_TRY(cudaSetDevice(b->dev));
     const size_t nin = (size_t)c->in_dim * b->p.frames * b->p.height * b->p.width;
     const size_t nout = (size_t)c->out_dim * b->p.frames * b->p.height * b->p.width;
@@ -858,10 +852,9 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
     b->gw = p->width / c->patch[2];
     b->Ntot = b->gf * b->gh * b->gw;
     b->sh = sh && sh->size > 1 ? *sh : ast_shard{NULL, 0, 1};
-    for (int i = 0; i < b->sh.size; i++)
-        ast_shard_range(b->Ntot, b->sh.size, i, &b->r0[i], &b->rn[i]);
-    b->n0 = (int)b->r0[b->sh.rank];
-    b->N = (int)b->rn[b->sh.rank];
+    ast_shard_plan_init(&b->plan, b->Ntot, b->sh.size);
+    b->n0 = (int)b->plan.first[b->sh.rank];
+    b->N = (int)b->plan.n[b->sh.rank];
     b->allgather = b->sh.size > 1 && c->num_heads % b->sh.size != 0;
     b->D = c->dim;
     b->H = c->num_heads;

@@ -26,6 +26,17 @@ typedef struct {
     const char *(*device_name)(void *impl);
 } ast_backend_vtable;
 
+/* Every rank's token shard and, per forward, its computed rows: the same rule on every rank, so
+ * each knows what the others send. */
+typedef struct {
+    int P;
+    int64_t n[AST_MAX_RANKS], first[AST_MAX_RANKS];  /* tokens of rank i: [first, first + n) */
+    int64_t k[AST_MAX_RANKS], kfirst[AST_MAX_RANKS]; /* rows computed this forward, prefix sums */
+} ast_shard_plan;
+void ast_shard_plan_init(ast_shard_plan *pl, int64_t ntot, int P);
+/* k[i] = round(theta·n[i]) (at least 1) when tokenwise, else n[i]; returns their sum. */
+int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta);
+
 /* sh: this backend's rank in a sequence-parallel group (size 1: the whole sequence). A rank
  * computes its token shard ast_shard_range(N, P, rank) and, in forward, writes only those
  * tokens of `out` (the engine passes every rank the same buffers). */

@@ -37,6 +37,22 @@ int ast_budget_tokens(float theta, int n) {
     return (int)k;
 }
 
+void ast_shard_plan_init(ast_shard_plan *pl, int64_t ntot, int P) {
+    pl->P = P;
+    for (int i = 0; i < P; i++) ast_shard_range(ntot, P, i, &pl->first[i], &pl->n[i]);
+    ast_shard_plan_rows(pl, 0, 1.0f);
+}
+
+int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta) {
+    int64_t k0 = 0;
+    for (int i = 0; i < pl->P; i++) {
+        pl->k[i] = tokenwise ? ast_budget_tokens(theta, (int)pl->n[i]) : pl->n[i];
+        pl->kfirst[i] = k0;
+        k0 += pl->k[i];
+    }
+    return k0;
+}
+
 static int check_params(const ast_model *m, const ast_engine_params *p) {
     const ast_wan_config *c = &m->cfg;
     int dims[3] = {p->frames, p->height, p->width};

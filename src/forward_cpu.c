@@ -47,8 +47,7 @@ typedef struct {
     int n0, Ntot;
     int threads;             /* OpenMP threads of this rank */
     int allgather;           /* P does not divide the heads: K/V all-gather instead of Ulysses */
-    int64_t rn[AST_MAX_RANKS], r0[AST_MAX_RANKS]; /* every rank's token count and first token */
-    int64_t rk[AST_MAX_RANKS], rk0[AST_MAX_RANKS];/* every rank's computed rows this forward */
+    ast_shard_plan plan;     /* every rank's tokens and, this forward, computed rows */
     float *xq_send, *xq_recv, *xkv_send, *xkv_recv, *xo_all, *xo_recv, *lse_all; /* exchange */
     float theta;             /* this forward's budget (per-shard selection) */
     int r;                   /* sketch width */
@@ -232,7 +231,7 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
     const int64_t N = b->N;
     int64_t Ktot = 0, sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
-    for (int i = 0; i < P; i++) Ktot += b->rk[i];
+    for (int i = 0; i < P; i++) Ktot += b->plan.k[i];
     /* queries: to rank g its heads' columns of my K rows */
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < (int64_t)P * K; r++) {
@@ -241,7 +240,7 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
     }
     for (int i = 0; i < P; i++) {
         sc[i] = (int64_t)K * W, sd[i] = (int64_t)i * K * W;
-        rc[i] = b->rk[i] * W, rd[i] = b->rk0[i] * W;
+        rc[i] = b->plan.k[i] * W, rd[i] = b->plan.kfirst[i] * W;
     }
     if (ast_comm_alltoallv(b->sh.comm, me, b->xq_send, sc, sd, b->xq_recv, rc, rd, 4, NULL))
         return -1;
@@ -255,7 +254,7 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
     }
     for (int i = 0; i < P; i++) {
         sc[i] = N * 2 * W, sd[i] = (int64_t)i * N * 2 * W;
-        rc[i] = b->rn[i] * 2 * W, rd[i] = b->r0[i] * 2 * W;
+        rc[i] = b->plan.n[i] * 2 * W, rd[i] = b->plan.first[i] * 2 * W;
     }
     if (ast_comm_alltoallv(b->sh.comm, me, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 4, NULL))
         return -1;
@@ -266,7 +265,7 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
         for (int h = 0; h < Hg; h++) b->xo_all[r * Wr + W + h] = b->lse_all[h * Ktot + r];
     /* back: rows of rank i to rank i; from rank g, my K rows of its heads */
     for (int i = 0; i < P; i++) {
-        sc[i] = b->rk[i] * Wr, sd[i] = b->rk0[i] * Wr;
+        sc[i] = b->plan.k[i] * Wr, sd[i] = b->plan.kfirst[i] * Wr;
         rc[i] = (int64_t)K * Wr, rd[i] = (int64_t)i * K * Wr;
     }
     if (ast_comm_alltoallv(b->sh.comm, me, b->xo_all, sc, sd, b->xo_recv, rc, rd, 4, NULL))
@@ -291,7 +290,7 @@ static int sp_attention_allgather(cpu_backend *b, int K, float scale) {
             rd[AST_MAX_RANKS] = {0};
     for (int i = 0; i < P; i++) {
         sc[i] = (int64_t)b->N * 2 * D, sd[i] = 0;
-        rc[i] = b->rn[i] * 2 * D, rd[i] = b->r0[i] * 2 * D;
+        rc[i] = b->plan.n[i] * 2 * D, rd[i] = b->plan.first[i] * 2 * D;
     }
     if (ast_comm_alltoallv(b->sh.comm, b->sh.rank, b->kv, sc, sd, b->xkv_recv, rc, rd, 4, NULL))
         return -1;
@@ -453,12 +452,7 @@ static int cpu_forward(void *impl, int branch, const float *xin, float t, float 
     b->theta = theta;
     if (b->sh.size > 1) { /* every rank's rows this forward: the same rule on every rank */
         omp_set_num_threads(b->threads);
-        int64_t k0 = 0;
-        for (int i = 0; i < b->sh.size; i++) {
-            b->rk[i] = tw ? ast_budget_tokens(theta, (int)b->rn[i]) : b->rn[i];
-            b->rk0[i] = k0;
-            k0 += b->rk[i];
-        }
+        ast_shard_plan_rows(&b->plan, tw, theta);
     }
 
     /* patch embedding: x = patches·Wpᵀ + b */
@@ -501,9 +495,9 @@ int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, const
     b->gw = p->width / c->patch[2];
     b->Ntot = b->gf * b->gh * b->gw;
     b->sh = sh && sh->size > 1 ? *sh : (ast_shard){NULL, 0, 1};
-    for (int i = 0; i < b->sh.size; i++) ast_shard_range(b->Ntot, b->sh.size, i, &b->r0[i], &b->rn[i]);
-    b->n0 = (int)b->r0[b->sh.rank];
-    b->N = (int)b->rn[b->sh.rank];
+    ast_shard_plan_init(&b->plan, b->Ntot, b->sh.size);
+    b->n0 = (int)b->plan.first[b->sh.rank];
+    b->N = (int)b->plan.n[b->sh.rank];
     b->allgather = b->sh.size > 1 && c->num_heads % b->sh.size != 0;
     b->threads = omp_get_max_threads() / b->sh.size;
     if (b->threads < 1) b->threads = 1;
