@@ -47,15 +47,28 @@ same_case() {
     fi
 }
 
-# kill_case NAME KILLS ARGS...: with 3 workers, SIGKILL at random moments within the first 60% of
-# the 3-worker run's duration, KILLS times, then the same command to the end: equal to NAME-1.db.
+# kill_case NAME KILLS ARGS...: with 3 workers, SIGKILL KILLS times, then the same command to the
+# end: equal to NAME-1.db. With KILL_BY=evals (the real engine) the k-th kill (k = 1..KILLS) waits
+# until k/(KILLS+1) of the reference's evaluations are committed (read from the DB), then a
+# random 0-100 ms: mid-run on any machine; else (the synthetic stand-in, whose whole run is
+# shorter than a DB poll) at a random moment within 10-60% of the 3-worker run's duration.
 kill_case() {
     local name=$1 kills=$2; shift 2
-    local landed=0 i at pid rc
+    local landed=0 i at pid rc total target
+    total=$(evals_of "$T/$name-1.db")
     for i in $(seq "$kills"); do
-        at=$(( ms3 / 10 + RANDOM % (ms3 * 5 / 10 + 1) ))
+        target=$(( ${total:-0} * i / (kills + 1) ))
         $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1 &
         pid=$!
+        if [ "${KILL_BY:-time}" = evals ]; then
+            while kill -0 $pid 2>/dev/null; do
+                n=$(evals_of "$T/$name-k.db"); [ -n "$n" ] && [ "$n" -ge "$target" ] && break
+                sleep 0.05
+            done
+            at=$(( RANDOM % 100 ))
+        else
+            at=$(( ms3 / 10 + RANDOM % (ms3 * 5 / 10 + 1) ))
+        fi
         sleep "$((at / 1000)).$(printf '%03d' $((at % 1000)))"
         kill -9 $pid 2>/dev/null
         wait $pid 2>/dev/null; rc=$?
@@ -114,7 +127,7 @@ else
     ENG="--model $FX/orig_f32 --prompts $T/prompts.txt --frames 9 --height 64 --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 --generations 2 --seed 3 --measure-repeats 1"
     name=tiny-engine
 fi
-same_case $name $ENG && kill_case $name 1 $ENG
+same_case $name $ENG && KILL_BY=evals kill_case $name 1 $ENG
 
 echo "$((checks - fails)) of $checks checks passed"
 [ $fails -eq 0 ]
