@@ -256,7 +256,7 @@ static int parse_root(const rd *r, const cJSON *root, ast_profile *p) {
     if (p->mse == 0 && isnan(p->psnr)) p->psnr = INFINITY; /* identical: written as null */
 
     static const char *const tkeys[] = {"w_alpha", "w_beta", "cache", "delta_normalize",
-                                        "sketch_dim", NULL};
+                                        "sketch_dim", "select_segments", NULL};
     const cJSON *t;
     if (get_obj(r, root, "tokenwise", tkeys, &t) != 0) return -1;
     if (t) {
@@ -264,7 +264,7 @@ static int parse_root(const rd *r, const cJSON *root, ast_profile *p) {
         /* every option is required: a profile says exactly what it was searched with */
         char cache[16] = "";
         double wa = 0, wb = 0;
-        int64_t dn = 0, sk = 0;
+        int64_t dn = 0, sk = 0, sg = 1;
         const char *need[] = {"w_alpha", "w_beta", "cache"};
         for (int i = 0; i < 3; i++)
             if (!cJSON_GetObjectItemCaseSensitive(t, need[i])) {
@@ -276,8 +276,10 @@ static int parse_root(const rd *r, const cJSON *root, ast_profile *p) {
             get_num(r, t, "tokenwise", "w_beta", -1e6, 1e6, 0, &wb) != 0 ||
             get_str(r, t, "tokenwise", "cache", caches, 1, cache, sizeof cache) != 0 ||
             get_int(r, t, "tokenwise", "delta_normalize", 0, 1, 1, &dn) != 0 ||
-            get_int(r, t, "tokenwise", "sketch_dim", 0, 65536, 1, &sk) != 0)
+            get_int(r, t, "tokenwise", "sketch_dim", 0, 65536, 1, &sk) != 0 ||
+            get_int(r, t, "tokenwise", "select_segments", 1, AST_MAX_RANKS, 0, &sg) != 0)
             return -1;
+        p->tokenwise.select_segments = (int)sg;
         p->has_tokenwise = 1;
         p->tokenwise.w_alpha = (float)wa;
         p->tokenwise.w_beta = (float)wb;
@@ -416,6 +418,9 @@ char *ast_profile_to_json(const ast_profile *p) {
                                                                              : "residual"));
                 add(&w, t, "delta_normalize", cJSON_CreateNumber(p->tokenwise.delta_normalize));
                 add(&w, t, "sketch_dim", cJSON_CreateNumber(p->tokenwise.sketch_dim));
+                if (p->tokenwise.select_segments > 1) /* per-GPU selection over that many GPUs */
+                    add(&w, t, "select_segments",
+                        cJSON_CreateNumber(p->tokenwise.select_segments));
             }
         }
         if (p->device[0]) add(&w, root, "device", cJSON_CreateString(p->device));

@@ -1523,6 +1523,9 @@ int ast_search_profile(ast_store *s, int64_t run, int64_t cand_id, ast_profile *
                 strcmp(cm->valuestring, "output") == 0 ? AST_CACHE_OUTPUT : AST_CACHE_RESIDUAL;
             p->tokenwise.delta_normalize = (int)dn;
             p->tokenwise.sketch_dim = (int)sk;
+            double g = 1;
+            if (json_num(tw, "select_segments", &g) == 0 && g > 1)
+                p->tokenwise.select_segments = (int)g; /* searched on g GPUs per evaluation */
         }
     }
     rc = 0;

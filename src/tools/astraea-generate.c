@@ -137,6 +137,13 @@ int main(int argc, char **argv) {
         gpu = devices[0];
     }
     if (quiet) ast_log_level = 0;
+    if (have_prof && prof.has_tokenwise && prof.tokenwise.select_segments > 1 &&
+        prof.tokenwise.select_segments != (n_devices > 1 ? n_devices : 1))
+        ast_log(1, "astraea-generate: note: this profile was searched with token selection per "
+                   "GPU over %d GPUs (astraea-search --gpus-per-eval %d); on %d the selection "
+                   "differs a little, and so may the quality it reports\n",
+                prof.tokenwise.select_segments, prof.tokenwise.select_segments,
+                n_devices > 1 ? n_devices : 1);
 
     ast_model *m = NULL;
     ast_engine *e = NULL;
