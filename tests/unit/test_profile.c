@@ -35,6 +35,7 @@ static void make_full(ast_profile *p) {
     p->tokenwise.cache = AST_CACHE_OUTPUT;
     p->tokenwise.delta_normalize = 1;
     p->tokenwise.sketch_dim = 32;
+    p->tokenwise.select_segments = 2; /* searched with --gpus-per-eval 2 */
     snprintf(p->device, sizeof p->device, "cpu (2 threads)");
     p->run_id = 3;
     snprintf(p->date, sizeof p->date, "2026-01-02T03:04:05Z");
@@ -62,8 +63,9 @@ static void test_round_trip(void) {
                   fabs(q.predicted_speedup - 2.05) < 1e-9,
               "metrics");
         CHECK(q.has_tokenwise && q.tokenwise.w_beta == 0.5f && q.tokenwise.cache == AST_CACHE_OUTPUT &&
-                  q.tokenwise.delta_normalize == 1 && q.tokenwise.sketch_dim == 32,
-              "tokenwise");
+                  q.tokenwise.delta_normalize == 1 && q.tokenwise.sketch_dim == 32 &&
+                  q.tokenwise.select_segments == 2,
+              "tokenwise (select_segments %d)", q.tokenwise.select_segments);
         CHECK(strcmp(q.device, p.device) == 0 && q.run_id == 3 && strcmp(q.date, p.date) == 0 &&
                   q.evaluations == 950 && q.device_seconds == 412.5,
               "provenance and cost");
@@ -178,6 +180,10 @@ static void test_invalid(void) {
         {HEAD "\"budgets\": [1, 0.5], \"tokenwise\": {\"w_alpha\": 1, \"w_beta\": 0.5, "
               "\"cache\": \"output\", \"delta_normalize\": 2, \"sketch_dim\": 8}}",
          "tokenwise.delta_normalize"},
+        {HEAD "\"budgets\": [1, 0.5], \"tokenwise\": {\"w_alpha\": 1, \"w_beta\": 0.5, "
+              "\"cache\": \"output\", \"delta_normalize\": 1, \"sketch_dim\": 8, "
+              "\"select_segments\": 17}}",
+         "tokenwise.select_segments"},
         {HEAD "\"budgets\": [1, 0.5], \"device\": 5}", "device"},
         {HEAD "\"budgets\": [1, 0.5], \"run_id\": 0}", "run_id"},
         {HEAD "\"budgets\": [1, 0.5], \"date\": \"\"}", "date"},
