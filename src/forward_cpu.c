@@ -435,9 +435,24 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense
     return 0;
 }
 
+static int cpu_forward_rank(cpu_backend *b, int branch, const float *xin, float t, float theta,
+                            int dense, float *out, ast_forward_info *info);
+
+/* A rank of several runs its OpenMP regions with its share of the threads; the caller's thread
+ * (rank 0 runs on it) gets its own setting back. */
 static int cpu_forward(void *impl, int branch, const float *xin, float t, float theta, int dense,
                        float *out, ast_forward_info *info) {
     cpu_backend *b = impl;
+    if (b->sh.size == 1) return cpu_forward_rank(b, branch, xin, t, theta, dense, out, info);
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(b->threads);
+    int rc = cpu_forward_rank(b, branch, xin, t, theta, dense, out, info);
+    omp_set_num_threads(saved);
+    return rc;
+}
+
+static int cpu_forward_rank(cpu_backend *b, int branch, const float *xin, float t, float theta,
+                            int dense, float *out, ast_forward_info *info) {
     const ast_wan_config *c = &b->m->cfg;
     const ast_wan_weights *w = &b->m->w;
     cpu_branch *br = &b->br[branch];
@@ -451,7 +466,6 @@ static int cpu_forward(void *impl, int branch, const float *xin, float t, float 
                     : ast_budget_tokens(theta, N);
     b->theta = theta;
     if (b->sh.size > 1) { /* every rank's rows this forward: the same rule on every rank */
-        omp_set_num_threads(b->threads);
         ast_shard_plan_rows(&b->plan, tw, theta);
     }
 

@@ -4,6 +4,7 @@
  * (select_segments = P) — on uneven shards: Ulysses with P = 2 (2 heads) and P = 2, 4
  * (4 heads), the K/V all-gather fallback with P = 3 (2 and 4 heads); the tokens computed are
  * the sum of the shards' budgets; the threads exchange itself is checked on its own. */
+#include <omp.h>
 #include <pthread.h>
 
 #include "comm.h"
@@ -66,8 +67,12 @@ static void compare(const ast_model *m, const char *tag, int F, int H, int W, in
     if (e1 && eP) {
         CHECK(ast_engine_ranks(eP) == P, "engine reports %d ranks", ast_engine_ranks(eP));
         CHECK(gen(e1, NULL, noise, ctx, nctx, L, a, NULL) == 0, "1 rank: %s", ast_error_get());
+        const int threads = omp_get_max_threads();
         CHECK(gen(eP, NULL, noise, ctx, nctx, L, b, NULL) == 0, "%d ranks: %s", P,
               ast_error_get());
+        CHECK(omp_get_max_threads() == threads,
+              "a %d-rank forward left the caller's OpenMP threads at %d (was %d)", P,
+              omp_get_max_threads(), threads);
         snprintf(what, sizeof what, "%s, %d tokens, dense, %d ranks", tag,
                  ast_engine_tokens(e1), P);
         expect_same(what, b, a, n);
