@@ -108,8 +108,8 @@ static const char *cpu_device_name(void *impl) { return ((cpu_backend *)impl)->n
 
 /* ---- embeddings -------------------------------------------------------------------------- */
 
-/* x [C, F, Hh, Ww] -> patches [N, C*pt*ph*pw] in Conv3d weight order (c, kt, kh, kw). */
-/* Only this rank's tokens [n0, n0 + N) (row r = token n0 + r). */
+/* x [C, F, Hh, Ww] -> patches [N, C*pt*ph*pw] in Conv3d weight order (c, kt, kh, kw), for this
+ * rank's tokens [n0, n0 + N) only (row r = token n0 + r). */
 static void patchify(const cpu_backend *b, const float *x, float *patches) {
     const ast_wan_config *c = &b->m->cfg;
     int pt = c->patch[0], ph = c->patch[1], pw = c->patch[2], C = c->in_dim;
@@ -129,6 +129,7 @@ static void patchify(const cpu_backend *b, const float *x, float *patches) {
     }
 }
 
+/* backend.h: head rows of tokens [n0, n0 + count) -> their pixels of out (wan21.md §1.5). */
 void ast_unpatchify_rows(const ast_wan_config *c, int F, int Hh, int Ww, int64_t n0,
                          int64_t count, const float *y, float *out) {
     int pt = c->patch[0], ph = c->patch[1], pw = c->patch[2], C = c->out_dim;
