@@ -99,5 +99,24 @@ expect_fail "generate without a context for a Wan model" "context" $T/o13.safete
 expect_fail "gif from a latent model" "latent" $T/o14.gif $B/astraea-generate --checkpoint $FX/orig_f32 --init-noise $T/noise.safetensors --context $T/ctx.safetensors --negative-context $T/neg.safetensors --steps 2 --backend cpu --out $T/o14.gif
 expect_fail "CFG without a negative context" "negative-context" $T/o15.safetensors $B/astraea-generate --checkpoint $FX/orig_f32 --init-noise $T/noise.safetensors --context $T/ctx.safetensors --steps 2 --out $T/o15.safetensors
 
+# ---- the multi-GPU scaling mode of astraea-bench, run with CPU ranks (threads): its JSON and
+# --append (the 4- and 8-GPU machines add to the 2-GPU file)
+MG="$B/astraea-bench --checkpoint $FX/orig_f32 --backend cpu --frames 9 --height 64 --width 96 --gpu-counts 1,2 --mg-thetas 1,0.5 --repeats 1"
+if $MG --multigpu-json $T/mg.json >$T/mg.log 2>&1 && $MG --multigpu-json $T/mg.json --append >>$T/mg.log 2>&1 \
+    && python3 - $T/mg.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert all(k in d for k in ("device", "commit", "date", "command", "points")), d.keys()
+pts = d["points"]
+assert len(pts) == 8, len(pts)            # 2 counts x 2 budgets, twice (--append)
+for p in pts:
+    assert set(p) >= {"gpus", "tokens", "theta", "ms", "speedup_vs_1gpu_dense", "device"}, p
+    assert p["tokens"] == 3 * 4 * 6 and p["ms"] > 0, p
+base = [p for p in pts[:4] if p["gpus"] == 1 and p["theta"] == 1][0]
+assert abs(base["speedup_vs_1gpu_dense"] - 1) < 1e-9, base
+PY
+then ok "astraea-bench --multigpu-json (CPU ranks): points for P = 1, 2 and theta 1, 0.5; --append keeps the earlier ones"
+else bad "astraea-bench --multigpu-json: $(tail -5 $T/mg.log)"; fi
+
 echo "$((checks-fails)) of $checks checks passed"
 [ $fails -eq 0 ]
