@@ -81,10 +81,10 @@ SYN="--model synthetic --synthetic-ms 15 --target-speedup 1.5x --steps 4 --level
 if mpi_case synthetic $SYN; then
     # SIGKILL of rank 0 mid-run (mpirun then ends the workers), twice; the same command resumes
     landed=0
-    for at in 0.9 1.6; do
+    for target in 2 9; do # committed evaluations before the kill (the second run resumes)
         "${MPIRUN[@]}" "$S" $SYN --synthetic-ms 60 --db "$T/kill.db" --quiet >"$T/klog" 2>&1 &
         mp=$!
-        sleep $at
+        wait_evals "$T/kill.db" $target
         r0=
         for c in $mp $(pgrep -P $mp); do # timeout -> mpirun -> ranks
             for p in $(pgrep -P "$c"); do
