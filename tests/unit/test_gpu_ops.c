@@ -919,6 +919,18 @@ static void test_topk(ast_rng *rng) {
                    "another order); selection compared on identical scores above\n",
                    NAME, vn, (long long)differ, n);
     }
+    { /* w_α = 0 (the default): no Δ, no sketch read (NULL on both sides): exactly w_β·exp(skip) */
+        ast_tokenwise_opts o;
+        ast_tokenwise_opts_default(&o);
+        o.w_alpha = 0.0f;
+        ast_tw_scores(n, r, NULL, NULL, lse, skip, &o, want);
+        poison(dsc, sizeof(float) * n);
+        OP("w_alpha 0", ast_cuda_tw_scores(tw, n, r, NULL, NULL, dlse, dskip, &o, dsc, 0));
+        d2h(got, dsc, sizeof(float) * n);
+        CHECK(memcmp(got, want, sizeof(float) * n) == 0,
+              "tw_scores with w_alpha 0 (no sketch): GPU and CPU scores differ");
+        check_topk(tw, "w_alpha 0", got, n, n / 3);
+    }
     free(sk); free(ref); free(lse); free(want); free(got); free(skip);
     ast_cuda_free(dsk); ast_cuda_free(dref); ast_cuda_free(dlse); ast_cuda_free(dskip);
     ast_cuda_free(dsc);
