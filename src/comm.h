@@ -4,7 +4,8 @@
  * p). Self-attention needs every token's keys and values, so each block swaps layouts twice
  * (Ulysses): token-sharded [tokens of p, all heads] -> head-sharded [all tokens, heads of p] and
  * back, each an all-to-all with per-peer counts (shards may be uneven, and each rank's selected
- * query count is its own).
+ * query count is its own). When P does not divide the heads, every rank gathers all keys and
+ * values instead (K/V all-gather: an all-to-all that sends the same rows to every rank).
  *
  * Two implementations behind one interface:
  *   threads  P ranks are threads of one process sharing memory (CPU backend; the test vehicle
