@@ -417,14 +417,14 @@ static int alloc_scratch(cuda_backend *b) {
              ALLOC(b->lse_h, (int64_t)b->H * N, "attention LSE") &&
              ALLOC(b->sk, N * b->r, "input sketch") && ALLOC(b->score, N, "token scores") &&
              ALLOC(b->sel, N, "token selection") && ALLOC(b->flags, N, "token selection");
+    if (ok && b->sh.size > 1) // the whole latent's patches: this rank embeds its rows of them
+        ok = ALLOC(b->patches, (int64_t)b->Ntot * b->P, "the latent's patches");
     if (ok && b->allgather) { // every rank's keys/values
-        ok = ALLOC(b->patches, b->Ntot * b->P, "the latent's patches") &&
-             ALLOC(b->xkv_send, N * 2 * D, "sequence-parallel buffers") &&
+        ok = ALLOC(b->xkv_send, N * 2 * D, "sequence-parallel buffers") &&
              ALLOC(b->xkv_recv, (int64_t)b->Ntot * 2 * D, "sequence-parallel buffers");
     } else if (ok && b->sh.size > 1) { // sp_attention's exchange buffers
         const int64_t Nt = b->Ntot, W = D / b->sh.size, Hg = b->H / b->sh.size;
-        ok = ALLOC(b->patches, Nt * b->P, "the latent's patches") &&
-             ALLOC(b->xq_send, N * D, "sequence-parallel buffers") &&
+        ok = ALLOC(b->xq_send, N * D, "sequence-parallel buffers") &&
              ALLOC(b->xq_recv, Nt * W, "sequence-parallel buffers") &&
              ALLOC(b->xkv_send, N * 2 * D, "sequence-parallel buffers") &&
              ALLOC(b->xkv_recv, Nt * 2 * W, "sequence-parallel buffers") &&
@@ -508,17 +508,15 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     const int64_t W = (int64_t)Hg * hd, N = b->N, bf = sizeof(ast_bf16);
     cudaStream_t s = b->s;
     ast_comm *cm = b->sh.comm;
-    int64_t Ktot = 0, sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
+    const ast_shard_plan *pl = &b->plan;
+    const int64_t Ktot = pl->kfirst[P - 1] + pl->k[P - 1];
+    int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
-    for (int i = 0; i < P; i++) Ktot += b->plan.k[i];
     // queries: to rank g its heads' columns of my K rows
     for (int g = 0; g < P; g++)
         CUDA_TRY(cudaMemcpy2DAsync(b->xq_send + g * K * W, W * bf, q + g * W, 3 * D * bf, W * bf,
                                    K, cudaMemcpyDeviceToDevice, s));
-    for (int i = 0; i < P; i++) {
-        sc[i] = K * W, sd[i] = i * K * W;
-        rc[i] = b->plan.k[i] * W, rd[i] = b->plan.kfirst[i] * W;
-    }
+    ast_exchange_counts(P, K, pl->k, pl->kfirst, W, sc, sd, rc, rd);
     if (ast_comm_alltoallv(cm, me, b->xq_send, sc, sd, b->xq_recv, rc, rd, 2, s)) return -1;
     // keys | values: to rank g its heads' columns of my N rows, as [row][k W | v W]
     for (int g = 0; g < P; g++) {
@@ -528,33 +526,25 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
         CUDA_TRY(cudaMemcpy2DAsync(dst + W, 2 * W * bf, vv + g * W, 3 * D * bf, W * bf, N,
                                    cudaMemcpyDeviceToDevice, s));
     }
-    for (int i = 0; i < P; i++) {
-        sc[i] = N * 2 * W, sd[i] = i * N * 2 * W;
-        rc[i] = b->plan.n[i] * 2 * W, rd[i] = b->plan.first[i] * 2 * W;
-    }
+    ast_exchange_counts(P, N, pl->n, pl->first, 2 * W, sc, sd, rc, rd);
     if (ast_comm_alltoallv(cm, me, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 2, s)) return -1;
     if (ast_cuda_attention(b->xq_recv, (int)W, b->xkv_recv, (int)(2 * W), b->xkv_recv + W,
                            (int)(2 * W), b->xo_all, (int)W, want_lse ? b->lse_all : NULL,
                            (int)Ktot, b->Ntot, Hg, hd, b->scale, s))
         return -1;
     // back: rows of rank i to rank i; from rank g my K rows of its heads, into columns g·W
-    for (int i = 0; i < P; i++) {
-        sc[i] = b->plan.k[i] * W, sd[i] = b->plan.kfirst[i] * W;
-        rc[i] = K * W, rd[i] = i * K * W;
-    }
+    ast_exchange_counts(P, K, pl->k, pl->kfirst, W, rc, rd, sc, sd); // the way back
     if (ast_comm_alltoallv(cm, me, b->xo_all, sc, sd, b->xo_recv, rc, rd, 2, s)) return -1;
     for (int g = 0; g < P; g++)
         CUDA_TRY(cudaMemcpy2DAsync(b->o + g * W, D * bf, b->xo_recv + g * K * W, W * bf, W * bf,
                                    K, cudaMemcpyDeviceToDevice, s));
     if (!want_lse) return 0;
     // LSE [Hg, Ktot] -> to rank i its [Hg, K_i]; from rank g [Hg, K] = rows g·Hg.. of [H, K]
-    for (int i = 0; i < P; i++) {
-        CUDA_TRY(cudaMemcpy2DAsync(b->lse_send + Hg * b->plan.kfirst[i], b->plan.k[i] * sizeof(float),
-                                   b->lse_all + b->plan.kfirst[i], Ktot * sizeof(float),
-                                   b->plan.k[i] * sizeof(float), Hg, cudaMemcpyDeviceToDevice, s));
-        sc[i] = Hg * b->plan.k[i], sd[i] = Hg * b->plan.kfirst[i];
-        rc[i] = (int64_t)Hg * K, rd[i] = (int64_t)i * Hg * K;
-    }
+    for (int i = 0; i < P; i++)
+        CUDA_TRY(cudaMemcpy2DAsync(b->lse_send + Hg * pl->kfirst[i], pl->k[i] * sizeof(float),
+                                   b->lse_all + pl->kfirst[i], Ktot * sizeof(float),
+                                   pl->k[i] * sizeof(float), Hg, cudaMemcpyDeviceToDevice, s));
+    ast_exchange_counts(P, K, pl->k, pl->kfirst, Hg, rc, rd, sc, sd); // the way back
     return ast_comm_alltoallv(cm, me, b->lse_send, sc, sd, b->lse_h, rc, rd, 4, s);
 }
 
@@ -851,11 +841,9 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
     b->gh = p->height / c->patch[1];
     b->gw = p->width / c->patch[2];
     b->Ntot = b->gf * b->gh * b->gw;
-    b->sh = sh && sh->size > 1 ? *sh : ast_shard{NULL, 0, 1};
-    ast_shard_plan_init(&b->plan, b->Ntot, b->sh.size);
+    ast_rank_setup(sh, b->Ntot, c->num_heads, &b->sh, &b->plan, &b->allgather);
     b->n0 = (int)b->plan.first[b->sh.rank];
     b->N = (int)b->plan.n[b->sh.rank];
-    b->allgather = b->sh.size > 1 && c->num_heads % b->sh.size != 0;
     b->D = c->dim;
     b->H = c->num_heads;
     b->hd = c->head_dim;

@@ -13,6 +13,7 @@ extern "C" {
 
 #include "comm.h"
 #include "engine.h"
+#include "tokenwise.h"
 
 typedef struct {
     /* ctx: [text_len, text_dim] fp32, already zero-padded. */
@@ -26,16 +27,20 @@ typedef struct {
     const char *(*device_name)(void *impl);
 } ast_backend_vtable;
 
-/* Every rank's token shard and, per forward, its computed rows: the same rule on every rank, so
- * each knows what the others send. */
-typedef struct {
-    int P;
-    int64_t n[AST_MAX_RANKS], first[AST_MAX_RANKS];  /* tokens of rank i: [first, first + n) */
-    int64_t k[AST_MAX_RANKS], kfirst[AST_MAX_RANKS]; /* rows computed this forward, prefix sums */
-} ast_shard_plan;
-void ast_shard_plan_init(ast_shard_plan *pl, int64_t ntot, int P);
-/* k[i] = round(theta·n[i]) (at least 1) when tokenwise, else n[i]; returns their sum. */
-int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta);
+/* A backend's place in its sequence-parallel group: `in` (NULL or size 1: the whole sequence)
+ * normalised into *sh, the plan of every rank's tokens over ntot, and whether attention uses the
+ * K/V all-gather (the rank count does not divide the heads) instead of Ulysses. */
+void ast_rank_setup(const ast_shard *in, int64_t ntot, int heads, ast_shard *sh,
+                    ast_shard_plan *plan, int *allgather);
+/* P does not divide the heads: the group attends through a K/V all-gather (docs/multigpu.md). */
+static inline int ast_rank_allgather(int heads, int P) { return P > 1 && heads % P != 0; }
+
+/* Counts and displacements (elements) of one all-to-all between P ranks where this rank owns
+ * `own` rows per peer, in peer order, and peer i owns rows[i] rows at first[i]; a row is `width`
+ * elements. Into head layout: (sc, sd) = own side, (rc, rd) = peers' side; back: swapped. */
+void ast_exchange_counts(int P, int64_t own, const int64_t *rows, const int64_t *first,
+                         int64_t width, int64_t *own_count, int64_t *own_displ,
+                         int64_t *peer_count, int64_t *peer_displ);
 
 /* sh: this backend's rank in a sequence-parallel group (size 1: the whole sequence). A rank
  * computes its token shard ast_shard_range(N, P, rank) and, in forward, writes only those

@@ -37,20 +37,20 @@ int ast_budget_tokens(float theta, int n) {
     return (int)k;
 }
 
-void ast_shard_plan_init(ast_shard_plan *pl, int64_t ntot, int P) {
-    pl->P = P;
-    for (int i = 0; i < P; i++) ast_shard_range(ntot, P, i, &pl->first[i], &pl->n[i]);
-    ast_shard_plan_rows(pl, 0, 1.0f);
+void ast_rank_setup(const ast_shard *in, int64_t ntot, int heads, ast_shard *sh,
+                    ast_shard_plan *plan, int *allgather) {
+    *sh = in && in->size > 1 ? *in : (ast_shard){NULL, 0, 1};
+    ast_shard_plan_init(plan, ntot, sh->size);
+    *allgather = ast_rank_allgather(heads, sh->size);
 }
 
-int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta) {
-    int64_t k0 = 0;
-    for (int i = 0; i < pl->P; i++) {
-        pl->k[i] = tokenwise ? ast_budget_tokens(theta, (int)pl->n[i]) : pl->n[i];
-        pl->kfirst[i] = k0;
-        k0 += pl->k[i];
+void ast_exchange_counts(int P, int64_t own, const int64_t *rows, const int64_t *first,
+                         int64_t width, int64_t *own_count, int64_t *own_displ,
+                         int64_t *peer_count, int64_t *peer_displ) {
+    for (int i = 0; i < P; i++) {
+        own_count[i] = own * width, own_displ[i] = i * own * width;
+        peer_count[i] = rows[i] * width, peer_displ[i] = first[i] * width;
     }
-    return k0;
 }
 
 static int check_params(const ast_model *m, const ast_engine_params *p) {
@@ -74,6 +74,9 @@ static int check_params(const ast_model *m, const ast_engine_params *p) {
                         (long long)gf * gh * gw);
     if (p->n_branches < 1 || p->n_branches > 2)
         return ast_fail("internal: n_branches must be 1 or 2, got %d", p->n_branches);
+    if (p->tw.select_segments > AST_MAX_RANKS)
+        return ast_fail("token selection in %d segments: at most %d are supported",
+                        p->tw.select_segments, AST_MAX_RANKS);
     int P = p->n_ranks > 1 ? p->n_ranks : 1;
     if (P > AST_MAX_RANKS)
         return ast_fail("sequence parallelism over %d ranks: at most %d are supported", P,
@@ -115,7 +118,8 @@ int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine
         if (e->P > 1)
             snprintf(e->name, sizeof e->name, "%d x %s (sequence parallel, %s, %s)", e->P, n0,
                      e->comm->kind,
-                     m->cfg.num_heads % e->P ? "K/V all-gather" : "Ulysses all-to-all");
+                     ast_rank_allgather(m->cfg.num_heads, e->P) ? "K/V all-gather"
+                                                                : "Ulysses all-to-all");
         else
             snprintf(e->name, sizeof e->name, "%s", n0);
     }

@@ -48,8 +48,9 @@ typedef struct {
     int threads;             /* OpenMP threads of this rank */
     int allgather;           /* P does not divide the heads: K/V all-gather instead of Ulysses */
     ast_shard_plan plan;     /* every rank's tokens and, this forward, computed rows */
+    ast_shard_plan seg;      /* this rank's tokens as selection segments (select_segments on one
+                                rank, else 1) and, this forward, each one's budget */
     float *xq_send, *xq_recv, *xkv_send, *xkv_recv, *xo_all, *xo_recv, *lse_all; /* exchange */
-    float theta;             /* this forward's budget (per-shard selection) */
     int r;                   /* sketch width */
     ast_rope_table rope;
     float *proj;             /* [r, D] sketch projection (tokenwise.h) */
@@ -230,19 +231,17 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
     const int P = b->sh.size, me = b->sh.rank, D = b->D, hd = b->hd, Hg = b->H / P;
     const int W = Hg * hd, Wr = W + Hg; /* a returned row: Hg heads of output, then Hg LSEs */
     const int64_t N = b->N;
-    int64_t Ktot = 0, sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
+    const ast_shard_plan *pl = &b->plan;
+    const int64_t Ktot = pl->kfirst[P - 1] + pl->k[P - 1];
+    int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
-    for (int i = 0; i < P; i++) Ktot += b->plan.k[i];
     /* queries: to rank g its heads' columns of my K rows */
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < (int64_t)P * K; r++) {
         int g = (int)(r / K);
         memcpy(b->xq_send + r * W, b->q + (r % K) * D + (int64_t)g * W, sizeof(float) * W);
     }
-    for (int i = 0; i < P; i++) {
-        sc[i] = (int64_t)K * W, sd[i] = (int64_t)i * K * W;
-        rc[i] = b->plan.k[i] * W, rd[i] = b->plan.kfirst[i] * W;
-    }
+    ast_exchange_counts(P, K, pl->k, pl->kfirst, W, sc, sd, rc, rd);
     if (ast_comm_alltoallv(b->sh.comm, me, b->xq_send, sc, sd, b->xq_recv, rc, rd, 4, NULL))
         return -1;
     /* keys | values: to rank g its heads' columns of my N rows, as [row][k W | v W] */
@@ -253,10 +252,7 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
         memcpy(dst, kk + (r % N) * 2 * D + (int64_t)g * W, sizeof(float) * W);
         memcpy(dst + W, vv + (r % N) * 2 * D + (int64_t)g * W, sizeof(float) * W);
     }
-    for (int i = 0; i < P; i++) {
-        sc[i] = N * 2 * W, sd[i] = (int64_t)i * N * 2 * W;
-        rc[i] = b->plan.n[i] * 2 * W, rd[i] = b->plan.first[i] * 2 * W;
-    }
+    ast_exchange_counts(P, N, pl->n, pl->first, 2 * W, sc, sd, rc, rd);
     if (ast_comm_alltoallv(b->sh.comm, me, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 4, NULL))
         return -1;
     ast_cpu_attention((int)Ktot, b->Ntot, Hg, hd, b->xq_recv, W, b->xkv_recv, 2 * W,
@@ -265,10 +261,7 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
     for (int64_t r = 0; r < Ktot; r++)
         for (int h = 0; h < Hg; h++) b->xo_all[r * Wr + W + h] = b->lse_all[h * Ktot + r];
     /* back: rows of rank i to rank i; from rank g, my K rows of its heads */
-    for (int i = 0; i < P; i++) {
-        sc[i] = b->plan.k[i] * Wr, sd[i] = b->plan.kfirst[i] * Wr;
-        rc[i] = (int64_t)K * Wr, rd[i] = (int64_t)i * K * Wr;
-    }
+    ast_exchange_counts(P, K, pl->k, pl->kfirst, Wr, rc, rd, sc, sd); /* the way back */
     if (ast_comm_alltoallv(b->sh.comm, me, b->xo_all, sc, sd, b->xo_recv, rc, rd, 4, NULL))
         return -1;
 #pragma omp parallel for schedule(static)
@@ -320,14 +313,9 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense
                      AST_EPI_NONE, 0);
     }
     if (gather) {
-        if (b->sh.size == 1 && b->p.tw.select_segments > 1) {
-            ast_tw_scores_segments(N, b->p.tw.select_segments, b->r, b->sk, st->refsketch,
-                                   st->lse, st->skip, &b->p.tw, b->score);
-            ast_tw_topk_segments(N, b->p.tw.select_segments, b->theta, b->score, sel, b->work);
-        } else {
-            ast_tw_scores(N, b->r, b->sk, st->refsketch, st->lse, st->skip, &b->p.tw, b->score);
-            ast_tw_topk(N, K, b->score, sel, b->work);
-        }
+        ast_tw_scores_plan(&b->seg, b->r, b->sk, st->refsketch, st->lse, st->skip, &b->p.tw,
+                           b->score);
+        ast_tw_topk_plan(&b->seg, b->score, sel, b->work);
     }
     if (st) memcpy(b->xin, b->x, sizeof(float) * (size_t)N * D);
 
@@ -460,15 +448,10 @@ static int cpu_forward_rank(cpu_backend *b, int branch, const float *xin, float 
     const int N = b->N, D = b->D;
     if (!br->has_context)
         return ast_fail("internal: forward on CFG branch %d before its context was set", branch);
-    int K = N;
+    /* this forward's rows: of every rank (the same rule on each), and of this rank's segments */
     const int tw = br->blocks && !dense && br->has_state;
-    if (tw) K = b->sh.size == 1 && b->p.tw.select_segments > 1
-                    ? ast_tw_budget(theta, N, b->p.tw.select_segments)
-                    : ast_budget_tokens(theta, N);
-    b->theta = theta;
-    if (b->sh.size > 1) { /* every rank's rows this forward: the same rule on every rank */
-        ast_shard_plan_rows(&b->plan, tw, theta);
-    }
+    ast_shard_plan_rows(&b->plan, tw, theta);
+    const int K = (int)ast_shard_plan_rows(&b->seg, tw, theta);
 
     /* patch embedding: x = patches·Wpᵀ + b */
     patchify(b, xin, b->h);
@@ -509,11 +492,11 @@ int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, const
     b->gh = p->height / c->patch[1];
     b->gw = p->width / c->patch[2];
     b->Ntot = b->gf * b->gh * b->gw;
-    b->sh = sh && sh->size > 1 ? *sh : (ast_shard){NULL, 0, 1};
-    ast_shard_plan_init(&b->plan, b->Ntot, b->sh.size);
+    ast_rank_setup(sh, b->Ntot, c->num_heads, &b->sh, &b->plan, &b->allgather);
     b->n0 = (int)b->plan.first[b->sh.rank];
     b->N = (int)b->plan.n[b->sh.rank];
-    b->allgather = b->sh.size > 1 && c->num_heads % b->sh.size != 0;
+    ast_shard_plan_init(&b->seg, b->N,
+                        b->sh.size == 1 && p->tw.select_segments > 1 ? p->tw.select_segments : 1);
     b->threads = omp_get_max_threads() / b->sh.size;
     if (b->threads < 1) b->threads = 1;
     b->D = c->dim;

@@ -113,41 +113,39 @@ void ast_tw_topk(int n, int k, const float *scores, int32_t *sel, int32_t *work)
     qsort(sel, (size_t)k, sizeof *sel, cmp_i32);
 }
 
-int ast_tw_budget(float theta, int n, int segments) {
-    if (segments <= 1) return ast_budget_tokens(theta, n);
-    int k = 0;
-    for (int s = 0; s < segments; s++) {
-        int64_t first, count;
-        ast_shard_range(n, segments, s, &first, &count);
-        if (count > 0) k += ast_budget_tokens(theta, (int)count);
-    }
-    return k;
+void ast_shard_plan_init(ast_shard_plan *pl, int64_t ntot, int P) {
+    pl->P = P;
+    for (int i = 0; i < P; i++) ast_shard_range(ntot, P, i, &pl->first[i], &pl->n[i]);
+    ast_shard_plan_rows(pl, 0, 1.0f);
 }
 
-void ast_tw_topk_segments(int n, int segments, float theta, const float *scores, int32_t *sel,
-                          int32_t *work) {
-    int out = 0;
-    for (int s = 0; s < segments; s++) {
-        int64_t first, count;
-        ast_shard_range(n, segments, s, &first, &count);
-        if (count <= 0) continue;
-        int k = ast_budget_tokens(theta, (int)count);
-        ast_tw_topk((int)count, k, scores + first, sel + out, work);
-        for (int i = 0; i < k; i++) sel[out + i] += (int32_t)first;
-        out += k;
+int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta) {
+    int64_t k0 = 0;
+    for (int i = 0; i < pl->P; i++) {
+        pl->k[i] = tokenwise ? ast_budget_tokens(theta, (int)pl->n[i]) : pl->n[i];
+        pl->kfirst[i] = k0;
+        k0 += pl->k[i];
+    }
+    return k0;
+}
+
+void ast_tw_scores_plan(const ast_shard_plan *pl, int r, const float *sketch,
+                        const float *refsketch, const float *lse, const int32_t *skip,
+                        const ast_tokenwise_opts *o, float *scores) {
+    for (int s = 0; s < pl->P; s++) {
+        const int64_t f = pl->first[s];
+        if (pl->n[s] > 0)
+            ast_tw_scores((int)pl->n[s], r, sketch ? sketch + f * r : NULL,
+                          refsketch ? refsketch + f * r : NULL, lse + f, skip + f, o, scores + f);
     }
 }
 
-void ast_tw_scores_segments(int n, int segments, int r, const float *sketch,
-                            const float *refsketch, const float *lse, const int32_t *skip,
-                            const ast_tokenwise_opts *o, float *scores) {
-    if (segments < 1) segments = 1;
-    for (int s = 0; s < segments; s++) {
-        int64_t first, count;
-        ast_shard_range(n, segments, s, &first, &count);
-        if (count > 0)
-            ast_tw_scores((int)count, r, sketch ? sketch + first * r : NULL,
-                          refsketch ? refsketch + first * r : NULL, lse + first, skip + first, o,
-                          scores + first);
+void ast_tw_topk_plan(const ast_shard_plan *pl, const float *scores, int32_t *sel,
+                      int32_t *work) {
+    for (int s = 0; s < pl->P; s++) {
+        if (pl->n[s] <= 0) continue;
+        int32_t *out = sel + pl->kfirst[s];
+        ast_tw_topk((int)pl->n[s], (int)pl->k[s], scores + pl->first[s], out, work);
+        for (int64_t i = 0; i < pl->k[s]; i++) out[i] += (int32_t)pl->first[s];
     }
 }

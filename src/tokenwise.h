@@ -34,16 +34,27 @@ void ast_tw_scores(int n, int r, const float *sketch, const float *refsketch, co
  * work: n int32 of scratch. */
 void ast_tw_topk(int n, int k, const float *scores, int32_t *sel, int32_t *work);
 
-/* Selection per segment (ast_tokenwise_opts.select_segments): the n tokens split into
- * `segments` contiguous ranges (ast_shard_range), each its own budget round(theta·n_s) (at least
- * 1) and top-K; sel holds all of them in ascending order. ast_tw_budget: the total K. */
-int ast_tw_budget(float theta, int n, int segments);
-/* ast_tw_scores on each segment by itself (the Δ mean is the segment's, as on its own rank). */
-void ast_tw_scores_segments(int n, int segments, int r, const float *sketch,
-                            const float *refsketch, const float *lse, const int32_t *skip,
-                            const ast_tokenwise_opts *o, float *scores);
-void ast_tw_topk_segments(int n, int segments, float theta, const float *scores, int32_t *sel,
-                          int32_t *work);
+/* n tokens split into P contiguous segments (ast_shard_range: the ranks of sequence parallelism,
+ * or select_segments on one rank) and, per forward, each segment's budget: the same rule
+ * everywhere, so each rank knows what the others compute. */
+typedef struct {
+    int P;
+    int64_t n[AST_MAX_RANKS], first[AST_MAX_RANKS];  /* segment i: tokens [first, first + n) */
+    int64_t k[AST_MAX_RANKS], kfirst[AST_MAX_RANKS]; /* rows computed this forward, prefix sums */
+} ast_shard_plan;
+void ast_shard_plan_init(ast_shard_plan *pl, int64_t ntot, int P);
+/* k[i] = round(theta·n[i]) (at least 1) when tokenwise, else n[i]; returns their sum. */
+int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta);
+
+/* Selection per segment of a plan (ast_tokenwise_opts.select_segments; a 1-segment plan is the
+ * plain rule): ast_tw_scores on each segment by itself (the Δ mean is the segment's, as on its
+ * own rank), then each segment's top-k[i] (after ast_shard_plan_rows); sel holds all of them in
+ * ascending token order. */
+void ast_tw_scores_plan(const ast_shard_plan *pl, int r, const float *sketch,
+                        const float *refsketch, const float *lse, const int32_t *skip,
+                        const ast_tokenwise_opts *o, float *scores);
+void ast_tw_topk_plan(const ast_shard_plan *pl, const float *scores, int32_t *sel,
+                      int32_t *work);
 
 #ifdef __cplusplus
 }

@@ -93,7 +93,10 @@ static void compare(const ast_model *m, const char *tag, int F, int H, int W, in
         expect_same(what, b, a, n);
         int N = ast_engine_tokens(eP);
         int64_t want = 0;
-        for (int i = 0; i < 6; i++) want += 2 * (i == 0 ? N : ast_tw_budget(budget[i], N, P));
+        ast_shard_plan shards;
+        ast_shard_plan_init(&shards, N, P);
+        for (int i = 0; i < 6; i++)
+            want += 2 * (i == 0 ? N : ast_shard_plan_rows(&shards, 1, budget[i]));
         CHECK(sP.tokens_computed == want && s1.tokens_computed == want,
               "tokens computed: %d ranks %lld, 1 rank %lld, expected %lld (sum of the shards' "
               "budgets)",
