@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@ struct ast_engine {
     void *ranks[AST_MAX_RANKS];
     ast_comm *comm;
     int broken;               /* a rank failed mid-forward: the group is unusable */
+    atomic_int first_failed;  /* the forward's first rank to fail on its own (-1: none); the
+                                 others fail after it, because it aborted the group */
     char name[160];
     int N;
     int *fresh;        /* [n_branches]: 1 until the first forward after reset */
@@ -184,14 +187,21 @@ typedef struct {
     char err[1024];
 } rank_job;
 
+/* A rank failed: keep its message, claim "first" if nobody failed before it (a rank that fails
+ * because of the abort below always comes after), and make the others return. */
+static void rank_failed(rank_job *j, const char *msg) {
+    j->rc = -1;
+    snprintf(j->err, sizeof j->err, "%s", msg);
+    int none = -1;
+    atomic_compare_exchange_strong(&j->e->first_failed, &none, j->rank);
+    ast_comm_abort(j->e->comm); /* the others return from their next exchange */
+}
+
 static void *rank_main(void *arg) {
     rank_job *j = arg;
-    j->rc = j->e->vt->forward(j->e->ranks[j->rank], j->branch, j->x, j->t, j->theta, j->dense,
-                              j->out, &j->info);
-    if (j->rc) {
-        snprintf(j->err, sizeof j->err, "%s", ast_error_get());
-        ast_comm_abort(j->e->comm); /* the others return from their next exchange */
-    }
+    if (j->e->vt->forward(j->e->ranks[j->rank], j->branch, j->x, j->t, j->theta, j->dense,
+                          j->out, &j->info))
+        rank_failed(j, ast_error_get());
     return NULL;
 }
 
@@ -203,25 +213,19 @@ static int forward_ranks(ast_engine *e, int branch, const float *x, float t, flo
     rank_job jobs[AST_MAX_RANKS];
     pthread_t th[AST_MAX_RANKS];
     int started[AST_MAX_RANKS] = {0};
+    atomic_store(&e->first_failed, -1);
     for (int r = 0; r < e->P; r++) {
         jobs[r] = (rank_job){.e = e, .rank = r, .branch = branch, .dense = dense, .x = x,
                              .t = t, .theta = theta, .out = out};
     }
     for (int r = 1; r < e->P; r++) {
         started[r] = pthread_create(&th[r], NULL, rank_main, &jobs[r]) == 0;
-        if (!started[r]) {
-            jobs[r].rc = -1;
-            snprintf(jobs[r].err, sizeof jobs[r].err, "could not start its thread");
-            ast_comm_abort(e->comm);
-        }
+        if (!started[r]) rank_failed(&jobs[r], "could not start its thread");
     }
     rank_main(&jobs[0]);
     for (int r = 1; r < e->P; r++)
         if (started[r]) pthread_join(th[r], NULL);
-    /* the first rank that failed for a reason of its own, not because another one aborted */
-    int bad = -1;
-    for (int r = 0; r < e->P; r++)
-        if (jobs[r].rc && (bad < 0 || strstr(jobs[bad].err, "another rank failed"))) bad = r;
+    const int bad = atomic_load(&e->first_failed);
     if (bad >= 0) {
         e->broken = 1;
         return ast_fail("rank %d of %d: %s", bad, e->P, jobs[bad].err);
