@@ -111,6 +111,25 @@ static cJSON *stamp(const char *device, const char *commit, int argc, char **arg
     return root;
 }
 
+/* The benchmark's inputs on an engine: a random context on branch 0 (seed 7) and a random latent
+ * *x (seed 11) with its output buffer *y, both [in_dim, F, H, W] (any old ones freed). */
+static int bench_inputs(ast_engine *e, int F, int H, int W, float **x, float **y) {
+    const ast_wan_config *c = &ast_engine_model(e)->cfg;
+    float *ctx = ast_calloc((size_t)c->text_len * c->text_dim, sizeof(float), "context");
+    if (!ctx) return -1;
+    ast_noise(7, ctx, (int64_t)c->text_len * c->text_dim);
+    int rc = ast_engine_set_context(e, 0, ctx, c->text_len);
+    free(ctx);
+    const int64_t n = (int64_t)c->in_dim * F * H * W;
+    free(*x);
+    free(*y);
+    *x = ast_malloc(sizeof(float) * n, "input");
+    *y = ast_malloc(sizeof(float) * n, "output");
+    if (rc || !*x || !*y) return -1;
+    ast_noise(11, *x, n);
+    return 0;
+}
+
 /* ---- multi-GPU scaling (results/multigpu.json; docs/multigpu.md) ---------------------------- */
 
 typedef struct {
@@ -125,7 +144,8 @@ typedef struct {
 /* Times every (frames, P, theta) and appends a point per case to `points`; `label` is the device
  * string stamped on each point (several machines may add to one file). */
 static int bench_multigpu(const mg_spec *s, cJSON *points, const char *label) {
-    const ast_wan_config *c = &s->m->cfg;
+    int tw = 0; /* one engine per GPU count serves every budget */
+    for (int ti = 0; ti < s->nthetas; ti++) tw |= s->thetas[ti] < 1.0;
     printf("%-6s %-8s %-7s %12s %22s\n", "gpus", "tokens", "theta", "ms", "speedup_vs_1gpu_dense");
     for (int fi = 0; fi < s->nframes; fi++) {
         int F, H, W;
@@ -137,8 +157,6 @@ static int bench_multigpu(const mg_spec *s, cJSON *points, const char *label) {
             if (P < 1 || P > s->n_devices || P > AST_MAX_RANKS)
                 return ast_fail("--gpu-counts: %d GPUs asked, %d given by --gpus (or visible)", P,
                                 s->n_devices);
-            int tw = 0;
-            for (int ti = 0; ti < s->nthetas; ti++) tw |= s->thetas[ti] < 1.0;
             ast_engine_params ep = {0};
             ep.backend = s->backend;
             ep.device = s->devices[0];
@@ -154,15 +172,8 @@ static int bench_multigpu(const mg_spec *s, cJSON *points, const char *label) {
                 return -1;
             }
             int N = ast_engine_tokens(e);
-            int64_t n = (int64_t)c->in_dim * F * H * W;
-            float *ctx = ast_calloc((size_t)c->text_len * c->text_dim, sizeof(float), "context");
-            float *x = ast_malloc(sizeof(float) * n, "input"), *y = ast_malloc(sizeof(float) * n, "output");
-            int rc = !ctx || !x || !y;
-            if (!rc) {
-                ast_noise(7, ctx, (int64_t)c->text_len * c->text_dim);
-                ast_noise(11, x, n);
-                rc = ast_engine_set_context(e, 0, ctx, c->text_len);
-            }
+            float *x = NULL, *y = NULL;
+            int rc = bench_inputs(e, F, H, W, &x, &y);
             for (int ti = 0; !rc && ti < s->nthetas; ti++) {
                 double ms;
                 rc = time_forward(e, x, y, (float)s->thetas[ti], s->repeats, &ms);
@@ -178,7 +189,7 @@ static int bench_multigpu(const mg_spec *s, cJSON *points, const char *label) {
                 cJSON_AddItemToArray(points, row);
                 printf("%-6d %-8d %-7.2f %12.2f %22.3f\n", P, N, s->thetas[ti], ms, base / ms);
             }
-            free(ctx), free(x), free(y);
+            free(x), free(y);
             ast_engine_free(e);
             if (rc) return -1;
         }
@@ -372,19 +383,7 @@ int main(int argc, char **argv) {
         ast_tokenwise_opts_default(&ep.tw);
         if (ast_engine_create(m, &ep, &e)) goto fail;
         int N = ast_engine_tokens(e);
-        float *ctx = ast_calloc((size_t)c->text_len * c->text_dim, sizeof(float), "context");
-        if (!ctx) goto fail;
-        ast_noise(7, ctx, (int64_t)c->text_len * c->text_dim);
-        int crc = ast_engine_set_context(e, 0, ctx, c->text_len);
-        free(ctx);
-        if (crc) goto fail;
-        int64_t n = (int64_t)c->in_dim * F * H * W;
-        free(x);
-        free(y);
-        x = ast_malloc(sizeof(float) * n, "input");
-        y = ast_malloc(sizeof(float) * n, "output");
-        if (!x || !y) goto fail;
-        ast_noise(11, x, n);
+        if (bench_inputs(e, F, H, W, &x, &y)) goto fail;
         if (!is_budget) {
             double ms;
             if (time_forward(e, x, y, 1.0f, repeats, &ms)) goto fail;
