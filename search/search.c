@@ -71,6 +71,12 @@ static uint64_t fnv1a(const void *data, size_t n, uint64_t h) {
     return h;
 }
 
+/* A run's key: the FNV-1a hash of its key JSON (config_json without the spec fields), in hex. */
+static void config_key(const char *key_json, char out[17]) {
+    snprintf(out, 17, "%016llx",
+             (unsigned long long)fnv1a(key_json, strlen(key_json), 1469598103934665603ull));
+}
+
 /* ---- prompts ------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -188,6 +194,12 @@ static int json_int(const cJSON *o, const char *key, int *out) {
     if (json_num(o, key, &d) != 0) return -1;
     *out = (int)d;
     return 0;
+}
+
+/* The number under key, or dflt when it is absent (an optional field: no error recorded). */
+static double json_num_or(const cJSON *o, const char *key, double dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
 static int ga_params_parse(const cJSON *o, ast_ga_params *g) {
@@ -337,10 +349,8 @@ static int config_from_stored(const ast_run_info *r, const ast_search_config *gi
         json_num(tw, "w_beta", &c->w_beta);
         const cJSON *cm = cJSON_GetObjectItemCaseSensitive(tw, "cache");
         if (cJSON_IsString(cm)) c->cache = cm->valuestring;
-        double g = 1;
-        const cJSON *ss = cJSON_GetObjectItemCaseSensitive(tw, "select_segments");
-        if (cJSON_IsNumber(ss)) g = ss->valuedouble;
-        c->gpus_per_eval = (int)g; /* the run's, whatever this invocation said */
+        /* the run's, whatever this invocation said */
+        c->gpus_per_eval = (int)json_num_or(tw, "select_segments", 1);
     }
     return 0;
 }
@@ -846,7 +856,6 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
     if (n_jobs > 0 && !x->pool && pool_start(x) != 0) goto done;
     int upto = 0, next_job = 0, in_flight = 0, stopping = 0, last_done = -1;
     int pending = 0; /* jobs started and not committed yet (in flight or waiting their turn) */
-    double beat = ast_now_sec();
     for (;;) {
         /* commit what is ready, in index order */
         while (upto < n_new) {
@@ -868,7 +877,6 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
                 pending--;
             }
             upto++;
-            beat = ast_now_sec();
             if (stop_requested(x)) stopping = 1;
         }
         if (upto == n_new) break;
@@ -901,11 +909,8 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
         ast_eval_result r;
         int w = x->pool->wait(x->pool, 0.5, &r);
         if (w < 0) goto done;
-        if (w == 0) {
-            if (ast_now_sec() - beat > 30) { /* lock heartbeat during long evaluations */
-                if (ast_store_touch(x->s, x->run.id) != 0) goto done;
-                beat = ast_now_sec();
-            }
+        if (w == 0) { /* lock heartbeat during long evaluations (the store paces it) */
+            if (ast_store_touch(x->s, x->run.id) != 0) goto done;
             continue;
         }
         if (r.idx < 0 || r.idx >= n_new || plan[r.idx] != PLAN_EVAL || have[r.idx]) {
@@ -1037,8 +1042,7 @@ static int open_run(const ast_search_config *given, ast_search_config *c, stored
     }
     ast_run_info *r = &x->run;
     memset(r, 0, sizeof *r);
-    snprintf(r->config_key, sizeof r->config_key, "%016llx",
-             (unsigned long long)fnv1a(key_json, strlen(key_json), 1469598103934665603ull));
+    config_key(key_json, r->config_key);
     r->config_json = full_json;
     r->ga_params_json = ga_json;
     free(key_json);
@@ -1202,8 +1206,7 @@ int ast_search_worker_evaluator(const ast_search_config *given, const char *conf
     if (make_evaluator(&c, ev) != 0) goto out;
     key_json = config_json(&c, *ev, &prompts, 0);
     if (!key_json) goto out;
-    snprintf(key, 17, "%016llx",
-             (unsigned long long)fnv1a(key_json, strlen(key_json), 1469598103934665603ull));
+    config_key(key_json, key);
     *levels = c.ga.levels;
     rc = 0;
 out:
@@ -1239,8 +1242,7 @@ int ast_search_estimate_cost(const ast_search_config *given, ast_search_estimate
         char *key_json = config_json(given, ev, &prompts, 0);
         if (!key_json) goto out;
         char key[17];
-        snprintf(key, sizeof key, "%016llx",
-                 (unsigned long long)fnv1a(key_json, strlen(key_json), 1469598103934665603ull));
+        config_key(key_json, key);
         free(key_json);
         int64_t id = 0;
         int f = ast_store_run_find(s, key, &id);
@@ -1523,9 +1525,8 @@ int ast_search_profile(ast_store *s, int64_t run, int64_t cand_id, ast_profile *
                 strcmp(cm->valuestring, "output") == 0 ? AST_CACHE_OUTPUT : AST_CACHE_RESIDUAL;
             p->tokenwise.delta_normalize = (int)dn;
             p->tokenwise.sketch_dim = (int)sk;
-            double g = 1;
-            if (json_num(tw, "select_segments", &g) == 0 && g > 1)
-                p->tokenwise.select_segments = (int)g; /* searched on g GPUs per evaluation */
+            /* searched on that many GPUs per evaluation (absent: one) */
+            p->tokenwise.select_segments = (int)json_num_or(tw, "select_segments", 1);
         }
     }
     rc = 0;

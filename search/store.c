@@ -25,7 +25,12 @@ struct ast_store {
     long pid;             /* lock identity of this process */
     char host[256];
     char proc_start[32];  /* /proc/self/stat starttime: tells a reused pid apart */
+    double last_beat;     /* ast_now_sec() of the last lock heartbeat written */
 };
+
+/* ast_store_touch writes at most one heartbeat per this many seconds (each is a commit with an
+ * fsync; the stale limit is AST_STORE_STALE_LOCK_SECONDS). */
+#define TOUCH_MIN_SECONDS 10.0
 
 /* ---- schema: one migration step per version ------------------------------------------------ */
 typedef struct {
@@ -821,6 +826,7 @@ static int heartbeat(ast_store *s, int64_t run) {
         return -1;
     q_int(&q, 1, run);
     q_dbl(&q, 2, unix_now());
+    s->last_beat = ast_now_sec();
     return q_run(&q);
 }
 
@@ -893,7 +899,10 @@ fail:
     return -1;
 }
 
-int ast_store_touch(ast_store *s, int64_t run) { return heartbeat(s, run); }
+int ast_store_touch(ast_store *s, int64_t run) {
+    if (s->last_beat > 0 && ast_now_sec() - s->last_beat < TOUCH_MIN_SECONDS) return 0;
+    return heartbeat(s, run);
+}
 
 int ast_store_unlock(ast_store *s, int64_t run) {
     q_t q;

@@ -156,7 +156,8 @@ int ast_store_dense_put(ast_store *s, const ast_dense_meta *m, const float *x, d
 int ast_store_lock(ast_store *s, int64_t run, int break_lock);
 int ast_store_unlock(ast_store *s, int64_t run);
 /* Heartbeat of the lock between commits (long evaluations): another host's process treats a
- * lock as stale after AST_STORE_STALE_LOCK_SECONDS without one. */
+ * lock as stale after AST_STORE_STALE_LOCK_SECONDS without one. Cheap to call often: it writes
+ * only when the last heartbeat (this or a commit's) is 10 s old. */
 int ast_store_touch(ast_store *s, int64_t run);
 
 /* "%016llx" x4 and back. */
