@@ -629,9 +629,10 @@ static int worker_make(void *user, int worker, int device, ast_evaluator **out) 
 }
 
 /* Workers in this process: --workers, else one per CUDA device (CUDA backend) or 1. */
-static int worker_devices(const search_ctx *x, int **devices, int *n_workers) {
-    const ast_search_config *c = x->c;
-    int cuda = strcmp(x->ev->backend, "cuda") == 0, count = 0;
+/* devices may be NULL: the count only (--dry-run). */
+static int worker_devices(const ast_search_config *c, const char *backend, int **devices,
+                          int *n_workers) {
+    int cuda = strcmp(backend, "cuda") == 0, count = 0;
     int *list = NULL;
     const int G = c->gpus_per_eval > 1 ? c->gpus_per_eval : 1;
     if (cuda && c->gpus && c->n_gpus > 0) {
@@ -653,6 +654,11 @@ static int worker_devices(const search_ctx *x, int **devices, int *n_workers) {
             if (d != c->device) list[k++] = d;
     }
     int n = c->workers > 0 ? c->workers : cuda ? count : 1;
+    *n_workers = n;
+    if (!devices) {
+        free(list);
+        return 0;
+    }
     *devices = ast_calloc((size_t)n, sizeof **devices, "the worker devices");
     if (!*devices) {
         free(list);
@@ -660,7 +666,6 @@ static int worker_devices(const search_ctx *x, int **devices, int *n_workers) {
     }
     for (int i = 0; i < n; i++) (*devices)[i] = list ? list[i % count] : 0;
     free(list);
-    *n_workers = n;
     return 0;
 }
 
@@ -676,7 +681,7 @@ static int pool_start(search_ctx *x) {
             return -1;
     } else {
         int *devices = NULL, n = 1;
-        if (worker_devices(x, &devices, &n) != 0) return -1;
+        if (worker_devices(x->c, x->ev->backend, &devices, &n) != 0) return -1;
         int rc;
         if (n <= 1) {
             rc = ast_eval_pool_inline(&w0, &x->pool);
@@ -1297,6 +1302,10 @@ int ast_search_estimate_cost(const ast_search_config *given, ast_search_estimate
     est->references = ev->n_prompts - have_refs;
     est->predicted_dense_s = dense;
     est->predicted_eval_s = ev->n_prompts * dense / c.target_speedup;
+    if (ast_search_mpi_size(c.mpi) > 1)
+        est->workers = ast_search_mpi_size(c.mpi) - 1;
+    else if (worker_devices(&c, ev->backend, NULL, &est->workers) != 0)
+        goto out;
     /* calibration: per budget and for the dense path, `repeats` timings of two forwards */
     const ast_latency_model *lm = &est->latency;
     double calib = est->run_id == 0 && !isfinite(c.latency_a)

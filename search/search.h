@@ -185,6 +185,7 @@ typedef struct {
     ast_ga_band band;
     double theta_mean;          /* target mean budget of the free steps */
     int64_t run_id;             /* existing run these parameters map to, or 0 */
+    int workers;                /* evaluations at once, as the search would run them */
 } ast_search_estimate;
 
 /* --dry-run: what the search would cost, without writing to the DB. */

@@ -452,9 +452,7 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
         if (e.run_id) printf("these parameters continue run %lld\n", (long long)e.run_id);
         printf("estimated device time: %s (%.0f s)\n", total, e.total_s);
         /* the evaluations spread over the workers; the references and the timing do not */
-        int G = c.gpus_per_eval > 1 ? c.gpus_per_eval : 1;
-        int nw = c.workers > 0 ? c.workers : c.n_gpus > 0 ? c.n_gpus / G : 1;
-        if (ast_search_mpi_size(mpi) > 1) nw = ast_search_mpi_size(mpi) - 1;
+        const int nw = e.workers;
         if (nw > 1) {
             double wall = e.total_s - e.evaluations * e.predicted_eval_s * (1.0 - 1.0 / nw);
             char w[32];
