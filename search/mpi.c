@@ -71,10 +71,7 @@ int ast_search_mpi_init(int *argc, char ***argv, ast_search_mpi **out) {
                         "mpirun of the same MPI library this astraea was built with?",
                         rc);
     ast_search_mpi *m = ast_calloc(1, sizeof *m, "the MPI session");
-    if (!m) {
-        MPI_Abort(MPI_COMM_WORLD, 1);
-        return -1;
-    }
+    if (!m) goto fail;
     MPI_Comm node = MPI_COMM_NULL;
     int local = 0, local_n = 1, here0 = 0, len = 0;
     if (mpi_check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN),
@@ -86,22 +83,24 @@ int ast_search_mpi_init(int *argc, char ***argv, ast_search_mpi **out) {
                                       MPI_INFO_NULL, &node),
                   "MPI_Comm_split_type (ranks of one host)") ||
         mpi_check(MPI_Comm_rank(node, &local), "MPI_Comm_rank (host)") ||
-        mpi_check(MPI_Comm_size(node, &local_n), "MPI_Comm_size (host)")) {
-        free(m);
-        return -1;
-    }
+        mpi_check(MPI_Comm_size(node, &local_n), "MPI_Comm_size (host)"))
+        goto fail;
     int is0 = m->rank == 0;
     if (mpi_check(MPI_Allreduce(&is0, &here0, 1, MPI_INT, MPI_MAX, node),
                   "MPI_Allreduce (is rank 0 on this host)") ||
-        mpi_check(MPI_Comm_free(&node), "MPI_Comm_free")) {
-        free(m);
-        return -1;
-    }
+        mpi_check(MPI_Comm_free(&node), "MPI_Comm_free"))
+        goto fail;
     /* ranks of a host are ordered by world rank, so rank 0 is local rank 0 on its host */
     m->host_index = local - here0;
     m->host_workers = local_n - here0;
     *out = m;
     return 0;
+fail:
+    /* a rank that stops here alone would leave the others waiting for it: end the job */
+    fprintf(stderr, "astraea-search: error: %s\n", ast_error_get());
+    free(m);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return -1;
 }
 
 int ast_search_mpi_rank(const ast_search_mpi *m) { return m ? m->rank : 0; }

@@ -379,6 +379,8 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
             return ast_cli_usage_error(&cli, "--gpus-per-eval with MPI ranks is not supported "
                                              "yet: run one process per machine with --gpus");
     }
+    c.device = gpu;
+    c.synthetic_ms = synthetic_ms;
     const int searching = !st && !list && !validate && !dry_run;
     if (ast_search_mpi_size(mpi) > 1) {
         if (c.workers > 0)
@@ -391,8 +393,6 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
              * in flight and then tells the workers to quit */
             signal(SIGINT, SIG_IGN);
             signal(SIGTERM, SIG_IGN);
-            c.device = gpu;
-            c.synthetic_ms = synthetic_ms;
             if (ast_search_mpi_serve(mpi, &c) != 0) {
                 fprintf(stderr, "astraea-search (MPI rank %d): error: %s\n",
                         ast_search_mpi_rank(mpi), ast_error_get());
@@ -405,9 +405,8 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
     }
     if (st) return self_test();
     if (list) return list_runs(c.db_path) == 0 ? AST_EXIT_OK : ast_cli_fail(&cli);
+    if (c.prompts_file && !ast_cli_seen(&cli, "--n-prompts")) c.n_prompts = 0; /* every line */
     if (validate) {
-        c.device = gpu;
-        if (c.prompts_file && !ast_cli_seen(&cli, "--n-prompts")) c.n_prompts = 0;
         return run_validation(&c, validate, validate_json, argc, argv) == 0 ? AST_EXIT_OK
                                                                             : ast_cli_fail(&cli);
     }
@@ -425,15 +424,12 @@ static int run_tool(int argc, char **argv, ast_search_mpi *mpi, int *workers_ser
         if (*end || !(c.latency_a >= 0) || !(c.latency_b > 0))
             return ast_cli_usage_error(&cli, "--latency-model expects A >= 0, B > 0 seconds, got '%s'", latency_model);
     }
-    if (c.prompts_file && !ast_cli_seen(&cli, "--n-prompts")) c.n_prompts = 0; /* every line */
     c.target_speedup = target;
     c.seed = (uint64_t)seed;
     c.noise_seed = (uint64_t)noise_seed;
     c.resume_run = resume;
-    c.device = gpu;
     c.break_lock = break_lock;
     c.stop_after = max_evals;
-    c.synthetic_ms = synthetic_ms;
 
     if (dry_run) {
         ast_search_estimate e;
