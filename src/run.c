@@ -2,6 +2,7 @@
  * outputs, progress and Ctrl-C. */
 #include "run.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -251,3 +252,34 @@ void ast_run_install_sigint(void) {
 }
 
 int ast_run_interrupted(void) { return g_interrupted != 0; }
+
+cJSON *ast_run_results_stamp(const char *device, const char *commit, int argc, char **argv) {
+    cJSON *root = cJSON_CreateObject();
+    char date[32], cmd[4096] = "";
+    ast_utc_date(date);
+    for (int i = 0; i < argc; i++) {
+        strncat(cmd, i ? " " : "", sizeof cmd - strlen(cmd) - 1);
+        strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 1);
+    }
+    if (!commit) commit = getenv("ASTRAEA_COMMIT");
+    cJSON_AddStringToObject(root, "device", device);
+    cJSON_AddStringToObject(root, "commit", commit ? commit : "unknown");
+    cJSON_AddStringToObject(root, "date", date);
+    cJSON_AddStringToObject(root, "command", cmd);
+    return root;
+}
+
+int ast_run_write_json(const char *path, const cJSON *root) {
+    char *txt = root ? cJSON_Print(root) : NULL;
+    if (!txt) return ast_fail("out of memory writing '%s'", path);
+    ast_outfile o;
+    int rc = ast_outfile_open(&o, path);
+    if (rc == 0 && (rc = ast_outfile_write(&o, txt, strlen(txt))) == 0)
+        rc = ast_outfile_write(&o, "\n", 1);
+    if (rc == 0)
+        rc = ast_outfile_commit(&o);
+    else if (o.f)
+        ast_outfile_abort(&o);
+    free(txt);
+    return rc;
+}

@@ -64,4 +64,12 @@ void ast_progress_done(ast_progress *p);
 void ast_run_install_sigint(void);
 int ast_run_interrupted(void);
 
+/* Results files (the JSON under results/): an object stamped with device, commit (NULL: the
+ * ASTRAEA_COMMIT environment variable, else "unknown"), UTC date and the exact command line;
+ * and writing one atomically, pretty-printed, with a final newline (0 or -1). */
+struct cJSON;
+struct cJSON *ast_run_results_stamp(const char *device, const char *commit, int argc,
+                                    char **argv);
+int ast_run_write_json(const char *path, const struct cJSON *root);
+
 #endif

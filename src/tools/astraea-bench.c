@@ -81,35 +81,7 @@ static void add_num(cJSON *o, const char *k, double v) {
         cJSON_AddNullToObject(o, k);
 }
 
-static int write_json(const char *path, cJSON *root) {
-    char *txt = cJSON_Print(root);
-    if (!txt) return ast_fail("out of memory printing JSON");
-    ast_outfile o;
-    int rc = ast_outfile_open(&o, path);
-    if (rc == 0 && (rc = ast_outfile_write(&o, txt, strlen(txt))) == 0)
-        rc = ast_outfile_write(&o, "\n", 1);
-    if (rc == 0)
-        rc = ast_outfile_commit(&o);
-    else if (o.f)
-        ast_outfile_abort(&o);
-    free(txt);
-    return rc;
-}
 
-static cJSON *stamp(const char *device, const char *commit, int argc, char **argv) {
-    cJSON *root = cJSON_CreateObject();
-    char date[32], cmd[4096] = "";
-    ast_utc_date(date);
-    for (int i = 0; i < argc; i++) {
-        strncat(cmd, i ? " " : "", sizeof cmd - strlen(cmd) - 1);
-        strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 1);
-    }
-    cJSON_AddStringToObject(root, "device", device);
-    cJSON_AddStringToObject(root, "commit", commit ? commit : "unknown");
-    cJSON_AddStringToObject(root, "date", date);
-    cJSON_AddStringToObject(root, "command", cmd);
-    return root;
-}
 
 /* The benchmark's inputs on an engine: a random context on branch 0 (seed 7) and a random latent
  * *x (seed 11) with its output buffer *y, both [in_dim, F, H, W] (any old ones freed). */
@@ -334,7 +306,7 @@ int main(int argc, char **argv) {
                  ep.backend == AST_BACKEND_CUDA ? "" : " backend", nvis);
         mg.m = m;
         mg.backend = ep.backend;
-        mg_root = stamp(label, commit, argc, argv);
+        mg_root = ast_run_results_stamp(label, commit, argc, argv);
         cJSON *points = cJSON_CreateArray();
         if (mg_append) { /* earlier machines' points first */
             size_t len;
@@ -353,7 +325,7 @@ int main(int argc, char **argv) {
             cJSON_Delete(old);
         }
         cJSON_AddItemToObject(mg_root, "points", points);
-        if (bench_multigpu(&mg, points, label) || write_json(mg_json, mg_root)) goto fail;
+        if (bench_multigpu(&mg, points, label) || ast_run_write_json(mg_json, mg_root)) goto fail;
         rc = AST_EXIT_OK;
         goto done;
     }
@@ -363,7 +335,7 @@ int main(int argc, char **argv) {
     double dense_ms_at[MAX_LIST];
     int ndense = 0;
     cJSON *cases = cJSON_CreateArray();
-    dense_root = stamp(devname, commit, argc, argv);
+    dense_root = ast_run_results_stamp(devname, commit, argc, argv);
     cJSON_AddItemToObject(dense_root, "cases", cases);
     const ast_wan_config *c = &m->cfg;
     printf("%-8s %-12s %12s %12s %8s %14s %14s %10s\n", "tokens", "theta", "astraea_ms",
@@ -414,7 +386,7 @@ int main(int argc, char **argv) {
             printf("%-8d %-12s %12.2f %12.2f %8.3f %14.1f %14.1f %10.2f\n", N, "dense", ms, pt,
                    pt / ms, attn_tflops, peer_num(p, "sdpa_tflops"), mem);
         } else {
-            budget_root = stamp(devname, commit, argc, argv);
+            budget_root = ast_run_results_stamp(devname, commit, argc, argv);
             cJSON *points = cJSON_CreateArray();
             cJSON_AddNumberToObject(budget_root, "tokens", N);
             cJSON_AddItemToObject(budget_root, "points", points);
@@ -461,8 +433,8 @@ int main(int argc, char **argv) {
         ast_engine_free(e);
         e = NULL;
     }
-    if (dense_json && nframes && write_json(dense_json, dense_root)) goto fail;
-    if (budget_json && budget_root && write_json(budget_json, budget_root)) goto fail;
+    if (dense_json && nframes && ast_run_write_json(dense_json, dense_root)) goto fail;
+    if (budget_json && budget_root && ast_run_write_json(budget_json, budget_root)) goto fail;
     rc = AST_EXIT_OK;
     goto done;
 fail:

@@ -174,16 +174,8 @@ static int run_validation(const ast_search_config *c, const char *path, const ch
                v.dense_s, v.device);
     }
     if (rc == 0 && json_path) {
-        cJSON *o = cJSON_CreateObject(), *rows = cJSON_CreateArray();
-        char date[32], cmd[2048] = "";
-        ast_utc_date(date);
-        for (int i = 0; i < argc; i++)
-            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), "%s%s", i ? " " : "", argv[i]);
-        const char *commit = getenv("ASTRAEA_COMMIT");
+        cJSON *o = ast_run_results_stamp(v.device, NULL, argc, argv), *rows = cJSON_CreateArray();
         int ok = o && rows && cJSON_AddStringToObject(o, "profile", path) &&
-                 cJSON_AddStringToObject(o, "device", v.device) &&
-                 cJSON_AddStringToObject(o, "commit", commit ? commit : "unknown") &&
-                 cJSON_AddStringToObject(o, "date", date) && cJSON_AddStringToObject(o, "command", cmd) &&
                  cJSON_AddNumberToObject(o, "theta_uniform", v.theta_uniform) &&
                  cJSON_AddNumberToObject(o, "profile_speedup", v.profile_speedup) &&
                  cJSON_AddNumberToObject(o, "uniform_speedup", v.uniform_speedup) &&
@@ -202,20 +194,8 @@ static int run_validation(const ast_search_config *c, const char *path, const ch
                  cJSON_AddNumberToObject(r, "profile_ssim", v.profile[i].ssim) &&
                  cJSON_AddNumberToObject(r, "uniform_ssim", v.uniform[i].ssim);
         }
-        char *text = ok ? cJSON_Print(o) : NULL;
+        rc = ok ? ast_run_write_json(json_path, o) : ast_fail("out of memory writing '%s'", json_path);
         cJSON_Delete(o);
-        ast_outfile f;
-        if (!text) {
-            rc = ast_fail("out of memory writing '%s'", json_path);
-        } else if (ast_outfile_open(&f, json_path) != 0) {
-            rc = -1;
-        } else if (ast_outfile_write(&f, text, strlen(text)) != 0) {
-            ast_outfile_abort(&f);
-            rc = -1;
-        } else {
-            rc = ast_outfile_commit(&f);
-        }
-        free(text);
     }
     ast_profile_free(&p);
     return rc;
