@@ -5,7 +5,7 @@
 # results counted with the rest. The last line is "N passed, N failed, N skipped".
 #   ./test.sh                 all suites, then the cpu suite under the sanitizers
 #   ./test.sh --suite cpu     extra arguments go to 'meson test' (no sanitizer pass)
-#   AST_SANITIZE=1|0          force or skip the sanitizer pass; AST_SAN_BUILD=DIR its build
+#   AST_SAN_PASS=1|0          force or skip the sanitizer pass; AST_SAN_BUILD=DIR its build
 set -uo pipefail
 cd "$(dirname "$0")"
 build=${BUILD_DIR:-build}
@@ -14,7 +14,7 @@ export AST_SAN_BUILD=${AST_SAN_BUILD:-$PWD/build-san} # fuzz_smoke builds it too
 meson test -C "$build" --print-errorlogs --num-processes "${TEST_JOBS:-2}" "$@"
 logs=("$build/meson-logs/testlog.json")
 reports=""
-if [ "${AST_SANITIZE:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
+if [ "${AST_SAN_PASS:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
     san=$AST_SAN_BUILD
     reports=$san/sanitizer-reports # every ASan/UBSan report of any process, tools included
     if bash tests/fuzz/sanitize_build.sh "$san" >/tmp/astraea-sanitize-$$.log 2>&1; then

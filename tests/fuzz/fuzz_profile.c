@@ -19,10 +19,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    char *text = malloc(size + 1);
-    FZ_ASSERT(text != NULL, "out of memory");
-    memcpy(text, data, size);
-    text[size] = 0;
+    char *text = fz_cstr(data, size);
     ast_profile p;
     ast_error_clear();
     if (ast_profile_parse(text, "fuzz.json", &p) != 0) {

@@ -75,10 +75,7 @@ static int reference(const char *p, int *ids, int *n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    char *text = malloc(size + 1);
-    FZ_ASSERT(text != NULL, "out of memory");
-    memcpy(text, data, size);
-    text[size] = 0;
+    char *text = fz_cstr(data, size);
     const int L = g_m->cfg.text_len, Dt = g_m->cfg.text_dim;
     for (int i = 0; i < L * Dt; i++) g_ctx[i] = 12345.0f;
     int n = -1, ref_n = 0;

@@ -1,14 +1,17 @@
 /* fuzz_util.h — what the libFuzzer targets share: an assertion that reports and aborts (so
- * libFuzzer saves the input as a crash), and a scratch folder removed at exit. Header-only. */
+ * libFuzzer saves the input as a crash), the input as a string, and a scratch folder removed at
+ * exit. Header-only. */
 #ifndef AST_FUZZ_UTIL_H
 #define AST_FUZZ_UTIL_H
 
-#include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "unit/loader_test_util.h" /* lt_rmtree */
 
 /* An invariant of the code under test does not hold: print it and abort (a libFuzzer crash). */
 #define FZ_ASSERT(cond, ...)                                                                   \
@@ -23,29 +26,20 @@
 
 static char fz_dir[1024];
 
-static void fz_rmtree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *de;
-    char p[2048];
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            fz_rmtree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static void fz_cleanup(void) {
-    if (fz_dir[0]) fz_rmtree(fz_dir);
+    if (fz_dir[0]) lt_rmtree(fz_dir);
 }
 
 /* A fresh folder in /dev/shm (cheap writes) or $TMPDIR or /tmp, removed at exit. */
+/* The fuzzer's input as a NUL-terminated string (free it). */
+static inline char *fz_cstr(const uint8_t *data, size_t size) {
+    char *text = malloc(size + 1);
+    FZ_ASSERT(text != NULL, "out of memory");
+    memcpy(text, data, size);
+    text[size] = 0;
+    return text;
+}
+
 static inline void fz_tmpdir(char *out, size_t len, const char *tag) {
     struct stat st;
     const char *base = getenv("TMPDIR");

@@ -22,13 +22,9 @@ exec 9>"$dir/.sanitize_build.lock" # one builder at a time (test.sh and fuzz_smo
 flock 9
 if [ ! -f "$dir/build.ninja" ]; then
     opts=(-Db_sanitize=address,undefined -Dcuda=disabled -Dbuildtype=debugoptimized)
-    if have_fuzzer; then
-        CC=clang meson setup "$dir" "$src" -Dfuzz=true "${opts[@]}" >"$dir/.setup.log" 2>&1 \
-            || { cat "$dir/.setup.log"; exit 1; }
-    else
-        meson setup "$dir" "$src" "${opts[@]}" >"$dir/.setup.log" 2>&1 \
-            || { cat "$dir/.setup.log"; exit 1; }
-    fi
+    if have_fuzzer; then export CC=clang; opts+=(-Dfuzz=true); fi # libFuzzer needs clang
+    meson setup "$dir" "$src" "${opts[@]}" >"$dir/.setup.log" 2>&1 \
+        || { cat "$dir/.setup.log"; exit 1; }
 fi
 ninja -C "$dir" >"$dir/.build.log" 2>&1 || { tail -n 40 "$dir/.build.log"; exit 1; }
 if [ -x "$dir/tests/fuzz/fuzz_safetensors" ]; then

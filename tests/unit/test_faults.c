@@ -27,40 +27,38 @@ static char g_dir[512];
 /* Overwrites element `elem` of tensor `key` of <dir>/diffusion_pytorch_model.safetensors in
  * place with the bits of `bad` (NaN or Inf) stored as dt. */
 static void patch_ckpt(const char *dir, ast_dtype dt, const char *key, int64_t elem, float bad) {
-    {
-        char p[1024];
-        ast_st_set *s = NULL;
-        lt_path(p, sizeof p, dir, "diffusion_pytorch_model.safetensors");
-        CHECK(ast_st_open(p, &s) == 0, "open %s", p);
-        const ast_tensor *t = s ? ast_st_find(s, key) : NULL;
-        CHECK(t != NULL, "no %s", key);
-        if (t) {
-            /* offset of the element in the file: the view points into the mapping */
-            const unsigned char *base = ast_st_at(s, 0)->data;
-            for (int i = 1; i < ast_st_count(s); i++)
-                if ((const unsigned char *)ast_st_at(s, i)->data < base)
-                    base = ast_st_at(s, i)->data;
-            struct stat st;
-            stat(p, &st);
-            size_t data_len = 0;
-            for (int i = 0; i < ast_st_count(s); i++) data_len += ast_st_at(s, i)->nbytes;
-            off_t off = (off_t)((size_t)st.st_size - data_len) +
-                        ((const unsigned char *)t->data - base) +
-                        (off_t)(elem * (int64_t)ast_dtype_size(dt));
-            unsigned char b[4];
-            if (dt == AST_DT_F32) {
-                memcpy(b, &bad, 4);
-            } else {
-                uint16_t h = dt == AST_DT_BF16 ? ast_f32_to_bf16(bad) : ast_f32_to_f16(bad);
-                memcpy(b, &h, 2);
-            }
-            int fd = open(p, O_WRONLY);
-            CHECK(fd >= 0 && pwrite(fd, b, ast_dtype_size(dt), off) == (ssize_t)ast_dtype_size(dt),
-                  "patch %s", p);
-            if (fd >= 0) close(fd);
+    char p[1024];
+    ast_st_set *s = NULL;
+    lt_path(p, sizeof p, dir, "diffusion_pytorch_model.safetensors");
+    CHECK(ast_st_open(p, &s) == 0, "open %s", p);
+    const ast_tensor *t = s ? ast_st_find(s, key) : NULL;
+    CHECK(t != NULL, "no %s", key);
+    if (t) {
+        /* offset of the element in the file: the view points into the mapping */
+        const unsigned char *base = ast_st_at(s, 0)->data;
+        for (int i = 1; i < ast_st_count(s); i++)
+            if ((const unsigned char *)ast_st_at(s, i)->data < base)
+                base = ast_st_at(s, i)->data;
+        struct stat st;
+        stat(p, &st);
+        size_t data_len = 0;
+        for (int i = 0; i < ast_st_count(s); i++) data_len += ast_st_at(s, i)->nbytes;
+        off_t off = (off_t)((size_t)st.st_size - data_len) +
+                    ((const unsigned char *)t->data - base) +
+                    (off_t)(elem * (int64_t)ast_dtype_size(dt));
+        unsigned char b[4];
+        if (dt == AST_DT_F32) {
+            memcpy(b, &bad, 4);
+        } else {
+            uint16_t h = dt == AST_DT_BF16 ? ast_f32_to_bf16(bad) : ast_f32_to_f16(bad);
+            memcpy(b, &h, 2);
         }
-        ast_st_close(s);
+        int fd = open(p, O_WRONLY);
+        CHECK(fd >= 0 && pwrite(fd, b, ast_dtype_size(dt), off) == (ssize_t)ast_dtype_size(dt),
+              "patch %s", p);
+        if (fd >= 0) close(fd);
     }
+    ast_st_close(s);
 }
 
 /* Writes the mini checkpoint into <g_dir>/<name> with dtype dt, then (key != NULL) patches one
@@ -110,9 +108,7 @@ static void test_nonfinite_weights(void) {
     if (!m) return;
     int64_t n = 16 * 2 * 8 * 8;
     float *x = malloc(sizeof(float) * (size_t)n);
-    ast_rng r;
-    ast_rng_seed(&r, 8);
-    for (int64_t i = 0; i < n; i++) x[i] = (float)ast_rng_uniform(&r) * 2 - 1;
+    ast_test_fill(x, n, 8, -1, 1);
     CHECK(ast_run_check_result(m, x, n, "the final latent") == 0, "finite result refused: %s",
           ast_error_get());
     x[77] = NAN;

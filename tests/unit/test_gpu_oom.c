@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "model_random.h"
 #include "test_util.h"
+#include "unit/forward_test_util.h"
 #include "unit/loader_test_util.h"
 
 #define NAME "test_gpu_oom"
@@ -78,13 +79,9 @@ int main(void) {
         ast_rng_seed(&r, 11);
         for (int64_t i = 0; i < n; i++) x[i] = (float)ast_rng_uniform(&r) * 2 - 1;
         for (int i = 0; i < c.text_len * c.text_dim; i++) ctx[i] = (float)ast_rng_uniform(&r) - 0.5f;
-        for (int64_t i = 0; i < n; i++) y[i] = NAN;
-        int rc = ast_engine_set_context(e, 0, ctx, 4) || ast_engine_set_context(e, 1, ctx, 0) ||
-                 ast_engine_forward(e, 0, x, 500.0f, 1.0f, y, NULL);
-        CHECK(rc == 0, "forward after the failure: %s", ast_error_get());
-        int finite = 1;
-        for (int64_t i = 0; i < n && finite; i++) finite = isfinite(y[i]);
-        CHECK(rc != 0 || finite, "forward after the failure is not finite");
+        int rc = ast_engine_set_context(e, 0, ctx, 4) || ast_engine_set_context(e, 1, ctx, 0);
+        CHECK(rc == 0, "contexts after the failure: %s", ast_error_get());
+        if (rc == 0) ft_forward(e, "forward after the failure", 0, x, 500.0f, 1.0f, y, n, NULL);
         free(x);
         free(y);
         free(ctx);

@@ -110,12 +110,10 @@ int main(void) {
         }
     }
     ast_engine_free(g1);
-    ast_engine_free(cd);
 
     /* 3-4. token-wise over a drifting latent, both branches */
     const float theta[4] = {1, 0.5f, 0.3f, 0.5f}, ts[4] = {999, 900, 750, 600};
     ast_engine *gt = make(m, AST_BACKEND_CUDA, 2, 1, 1), *ct = make(m, AST_BACKEND_CPU, 1, 1, 2);
-    cd = make(m, AST_BACKEND_CPU, 1, 0, 1);
     float *xi = malloc(sizeof(float) * n);
     if (gt && ct && cd && !set_ctx(gt, ctx, nctx, L) && !set_ctx(ct, ctx, nctx, L) &&
         !set_ctx(cd, ctx, nctx, L)) {
