@@ -4,12 +4,10 @@
 #include "image.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <gif_lib.h>
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -35,19 +33,25 @@ static void frame_planes(const float *clip, int F, int H, int W, int f, int scal
 
 int ast_write_gif(const char *path, const float *clip, int F, int H, int W, int scale,
                   int delay_cs) {
-    int SW = W * scale, SH = H * scale, err = 0, rc = -1;
+    int SW = W * scale, SH = H * scale, err = 0;
     size_t npix = (size_t)SW * SH;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
     unsigned char *r = ast_malloc(npix * 4, "GIF frame"), *g = r ? r + npix : NULL,
                   *b = r ? r + 2 * npix : NULL, *idx = r ? r + 3 * npix : NULL;
-    GifFileType *gif = NULL;
     if (!r) return -1;
-    gif = EGifOpenFileName(tmp, false, &err);
+    /* the usual output file (mode 0666 & ~umask, temp name, fsync, rename); giflib writes to a
+     * duplicate of its descriptor and closes only that */
+    ast_outfile o;
+    if (ast_outfile_open(&o, path) != 0) {
+        free(r);
+        return -1;
+    }
+    int fd = dup(fileno(o.f));
+    GifFileType *gif = fd >= 0 ? EGifOpenFileHandle(fd, &err) : NULL;
     if (!gif) {
-        ast_error_set("cannot create '%s': %s (check the folder exists and is writable)", path,
-                      GifErrorString(err));
-        goto done;
+        if (fd >= 0) close(fd);
+        ast_error_set("cannot write '%s': %s", path,
+                      fd < 0 ? strerror(errno) : GifErrorString(err));
+        goto fail;
     }
     EGifSetGifVersion(gif, true);
     if (EGifPutScreenDesc(gif, SW, SH, 8, 0, NULL) == GIF_ERROR) goto gif_fail;
@@ -83,37 +87,19 @@ int ast_write_gif(const char *path, const float *clip, int F, int H, int W, int 
         if (bad) goto gif_fail;
     }
     if (EGifCloseFile(gif, &err) == GIF_ERROR) {
-        gif = NULL;
         ast_error_set("cannot write '%s': %s (is the disk full?)", path, GifErrorString(err));
-        goto done;
+        goto fail;
     }
-    gif = NULL;
-    int fd = open(tmp, O_RDONLY); /* giflib closed it unsynced: sync before it appears */
-    /* giflib creates its file 0600; give it the mode any other output gets (0666 & ~umask) */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fd >= 0) fchmod(fd, 0666 & ~mask);
-    if (fd < 0 || fsync(fd) != 0) {
-        ast_error_set("cannot write '%s': %s (is the disk full?)", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        goto done;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        ast_error_set("cannot move the GIF into place at '%s'", path);
-        goto done;
-    }
-    rc = 0;
-    goto done;
+    free(r);
+    return ast_outfile_commit(&o); /* fsync through o's descriptor, close, rename */
 gif_fail:
     ast_error_set("cannot write '%s': %s (is the disk full?)", path, GifErrorString(gif->Error));
 fail_close:
     EGifCloseFile(gif, &err);
-    gif = NULL;
-done:
-    if (rc != 0) unlink(tmp);
+fail:
+    ast_outfile_abort(&o);
     free(r);
-    return rc;
+    return -1;
 }
 
 /* Writes one PNG into the temp file of o and finishes it (flushed, synced, closed, not yet in
