@@ -14,6 +14,8 @@
 #   phases    where a forward's time goes (ASTRAEA_CUDA_PHASES=1, CUDA events, graphs off):
 #             dense and theta 0.4 at 14,040 tokens -> $OUT/phases.log
 #   wait      wait for the background training
+#   trainbg   several wan-mini trainings (TRAIN_VARIANTS, one GPU each) that outlive the call
+#   trainwait wait for them, evaluate each (evaluate.py), pack each -> $OUT/<name>.tgz
 # Logs go to $OUT/*.log (they come back with the call).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,17 @@ export ASTRAEA_COMMIT=${ASTRAEA_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/n
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 [ -f .devdeps/activate ] && source .devdeps/activate
 B=build-gpu
+# NCCL: the toolkit or system folders, else the PyTorch wheel's (nvidia.nccl), linked under .nccl
+nccl_opt=""
+if ! ls /usr/local/cuda/include/nccl.h /usr/include/nccl.h >/dev/null 2>&1; then
+    d=$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null)
+    if [ -n "$d" ] && [ -f "$d/include/nccl.h" ]; then
+        mkdir -p .nccl/lib && ln -sfn "$d/include" .nccl/include
+        ln -sf "$(ls "$d"/lib/libnccl.so* | head -1)" .nccl/lib/libnccl.so
+        nccl_opt="-Dnccl_root=$PWD/.nccl"
+        export LD_LIBRARY_PATH="$d/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+fi
 train_pid=""
 broken=""   # set when setup/build failed: the phases that need the build are skipped
 for phase in "$@"; do
@@ -32,8 +45,9 @@ for phase in "$@"; do
     case $phase in
     setup)
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-        [ -f $B/build.ninja ] || meson setup $B -Dcuda=enabled --buildtype=release >"$OUT/setup.log" 2>&1 \
-            || { tail -40 "$OUT/setup.log"; broken=1; };;
+        [ -f $B/build.ninja ] || meson setup $B -Dcuda=enabled $nccl_opt --buildtype=release >"$OUT/setup.log" 2>&1 \
+            || { tail -40 "$OUT/setup.log"; broken=1; }
+        grep -E "CUDA backend|NCCL" "$OUT/setup.log";;
     build)
         [ -n "$broken" ] && continue
         ninja -C $B >"$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; broken=1; continue; }
@@ -85,6 +99,36 @@ for phase in "$@"; do
             timeout 120 ./$B/tests/test_gpu_attention --variant $v 2>&1 | tail -3
         done
         timeout 300 ./$B/tests/test_gpu_attention --bench 2>&1 | tee "$OUT/attn.log" | grep -E "TFLOP|^  (fa2|wgmma)";;
+    trainbg)
+        # TRAIN_VARIANTS="name:gpu:args|name:gpu:args": wan-mini trainings that outlive this call
+        # (setsid; the next call on the warm machine waits for them with trainwait) in /tmp/wm
+        mkdir -p /tmp/wm
+        IFS='|' read -ra vs <<<"${TRAIN_VARIANTS:?TRAIN_VARIANTS}"
+        for v in "${vs[@]}"; do
+            name=${v%%:*}; rest=${v#*:}; gpu=${rest%%:*}; args=${rest#*:}
+            echo "$gpu" >/tmp/wm/$name.gpu
+            CUDA_VISIBLE_DEVICES=$gpu PYTHONUNBUFFERED=1 setsid nohup python3 models/wan-mini/train/train.py \
+                --minutes "${TRAIN_MINUTES:-6}" --out /tmp/wm/$name --threads 4 $args \
+                >/tmp/wm/$name.log 2>&1 </dev/null &
+            echo "training $name on GPU $gpu: $args"
+        done;;
+    trainwait)
+        # wait for the trainbg runs, evaluate each on its GPU, pack each as $OUT/<name>.tgz
+        end=$((SECONDS + ${TRAIN_WAIT_MAX:-540}))
+        while pgrep -f models/wan-mini/train/train.py >/dev/null && [ $SECONDS -lt $end ]; do sleep 5; done
+        for f in /tmp/wm/*.gpu; do
+            name=$(basename "$f" .gpu)
+            tail -2 /tmp/wm/$name.log
+            CUDA_VISIBLE_DEVICES=$(cat "$f") python3 models/wan-mini/train/evaluate.py --model /tmp/wm/$name \
+                --out /tmp/wm/$name/eval --validate-n 50 >/tmp/wm/$name/eval.log 2>&1 &
+        done
+        wait
+        for f in /tmp/wm/*.gpu; do
+            name=$(basename "$f" .gpu)
+            echo "$name: $(grep -E '^rendered' /tmp/wm/$name/eval.log || tail -3 /tmp/wm/$name/eval.log)"
+            cp /tmp/wm/$name.log /tmp/wm/$name/train.log
+            tar czf "$OUT/$name.tgz" -C /tmp/wm/$name --exclude checkpoint.pt --exclude optimizer.pt .
+        done;;
     wait)
         [ -n "$train_pid" ] && wait $train_pid; tail -5 "$OUT/train.log";;
     tidy)  # at most 8 files come back: drop what is not needed
