@@ -11,6 +11,7 @@
 #             P = 1, 2, 4, 8 (those that fit: MG_COUNTS overrides), dense and theta 0.4, at 14,040
 #             and 32,760 tokens -> $OUT/multigpu.json; MG_APPEND=FILE adds to an earlier run's
 #             file (carry it), as the 4- and 8-GPU runs do
+#   mgphases  the same for one forward over MG_PHASE_GPUS (2) GPUs, per rank, exchanges apart
 #   phases    where a forward's time goes (ASTRAEA_CUDA_PHASES=1, CUDA events, graphs off):
 #             dense and theta 0.4 at 14,040 tokens -> $OUT/phases.log
 #   wait      wait for the background training
@@ -93,6 +94,12 @@ for phase in "$@"; do
         [ -n "${MG_APPEND:-}" ] && { cp "$MG_APPEND" "$OUT/multigpu.json"; app=--append; }
         ./$B/astraea-bench --multigpu-json "$OUT/multigpu.json" $app --gpu-counts "$counts" \
             --frames ${MG_FRAMES:-33,81} --mg-thetas 1,0.4 --repeats ${MG_REPEATS:-5} 2>&1 | tee "$OUT/multigpu.log";;
+    mgphases)
+        # the phase breakdown (with the exchanges) of one sharded forward, per rank
+        ASTRAEA_CUDA_PHASES=1 ./$B/astraea-bench --multigpu-json /tmp/mgphases.json \
+            --gpu-counts ${MG_PHASE_GPUS:-2} --frames ${MG_PHASE_FRAMES:-81} --mg-thetas 1,0.4 \
+            --repeats 3 >"$OUT/mgphases.log" 2>&1
+        grep -A4 "phase breakdown" "$OUT/mgphases.log" | head -40;;
     attn)
         ninja -C $B tests/test_gpu_attention >/dev/null
         for v in ${ATTN_VARIANTS:-wgmma_pp}; do

@@ -3,8 +3,10 @@
 // residual stream (wan21.md §1.6).
 //
 // One block, token-wise (K of N tokens; dense = all N, identity selection, no gather):
-//   sk = x·Pᵀ                                  [N, r]   (token-wise engines only)
-//   scores, top-K -> sel [K] ascending, flags  [N]      (K < N only)
+//   sk = x·Pᵀ                                  [N, r]   (token-wise engines with w_α != 0)
+//   scores, top-K -> sel [K] ascending, flags  [N]      (K < N only; with w_α = 0 the scores
+//                                                        are the skip counts' and every block's
+//                                                        top-K runs in one launch before block 0)
 //   h    = LN1(x)(1 + E1) + E0                 [N, D]   bf16
 //   qkv  = h·Wqkvᵀ                             [N, 3D]  dense: one GEMM on the fused [3D, D]
 //          k|v = h·Wkvᵀ (all N rows), q = h[sel]·Wqᵀ (K rows) into the same [N, 3D] buffer
@@ -12,7 +14,7 @@
 //   o    = attn(q, k, v), lse [H, K]           [K, D]
 //   xs   = x[sel] + (o·Woᵀ + bo)·E2            [K, D]   fp32 (in place on x for dense-only engines)
 //   xs  += cross(LN3(xs))                       the o-projection accumulates into xs (beta = 1)
-//   xs  += (GELU(LN2(xs)(1 + E4) + E3 ·W0ᵀ)·W2ᵀ)·E5
+//   xs  += (GELU(LN2(xs)(1 + E4) + E3 ·W0ᵀ)·W2ᵀ)·E5   (token-wise: fused into the commit)
 //   reuse: x[other] = x + cache (or cache), skip += 1;  commit: cache, x[sel] = xs, lse, sketch,
 //   skip = 0
 //
@@ -99,7 +101,7 @@ typedef struct {
     ast_bf16 *cache;   // [N, D] what an unselected token reuses
     float *lse;        // [N] mean over heads of the self-attention LSE, last computed
     float *refsketch;  // [N, r] sketch of the block input, last computed
-    int32_t *skip;     // [N] steps in a row not computed
+    int32_t *skip;     // [N] steps in a row not computed (in the branch's skip_all)
 } dev_block_state;
 
 typedef struct {
@@ -107,6 +109,7 @@ typedef struct {
     int has_context;
     int has_state;          // caches valid (a dense forward ran since reset)
     dev_block_state *blocks;// [layers] when token-wise
+    int32_t *skip_all;      // [layers, N] every block's skip counts, one allocation
 } dev_branch;
 
 typedef struct {
@@ -152,8 +155,8 @@ typedef struct {
     float *lse_h;             // [H, N]
     float *sk;                // [N, r]
     float *score;             // [N]
-    int32_t *sel;             // [N]
-    uint8_t *flags;           // [N]
+    int32_t *sel;             // [layers, N] each block's selection (K entries used)
+    uint8_t *flags;           // [layers, N]
     float *headout;           // [N, Py]
     float *sinus, *thid, *e, *e0, *E, *hmod; // [freq], [D], [D], [6D], [layers, 6D], [2D]
     ast_bf16 *ctx, *ctx_hid, *ctx_emb;  // [Lt, text_dim], [Lt, D], [Lt, D] (set_context)
@@ -169,11 +172,12 @@ typedef struct {
 } cuda_backend;
 
 // Phases of the breakdown (phase_timer.h), in forward order.
-enum { PH_EMBED, PH_SELECT, PH_LN, PH_QKV, PH_NORM_ROPE, PH_ATTN, PH_OPROJ, PH_CROSS, PH_FFN,
-       PH_REUSE, PH_HEAD, PH_COUNT };
+// "exchange": the copies and NCCL exchanges of sequence parallelism (several ranks).
+enum { PH_EMBED, PH_SELECT, PH_LN, PH_QKV, PH_NORM_ROPE, PH_EXCHANGE, PH_ATTN, PH_OPROJ,
+       PH_CROSS, PH_FFN, PH_REUSE, PH_HEAD, PH_COUNT };
 static const char *const phase_names[PH_COUNT] = {"embed", "select", "ln", "qkv_gemm",
-                                                  "norm_rope", "attention", "o_proj", "cross",
-                                                  "ffn", "reuse", "head"};
+                                                  "norm_rope", "exchange", "attention", "o_proj",
+                                                  "cross", "ffn", "reuse", "head"};
 #define PHASE(b, id)                                                                           \
     do {                                                                                       \
         if ((b)->phases && ast_phase_mark((b)->phases, (id), (b)->s)) return -1;               \
@@ -356,10 +360,10 @@ static void cuda_destroy(void *impl) {
                     ast_cuda_free(br->blocks[l].cache);
                     ast_cuda_free(br->blocks[l].lse);
                     ast_cuda_free(br->blocks[l].refsketch);
-                    ast_cuda_free(br->blocks[l].skip);
                 }
                 free(br->blocks);
             }
+            ast_cuda_free(br->skip_all);
         }
         free(b->br);
     }
@@ -416,7 +420,8 @@ static int alloc_scratch(cuda_backend *b) {
         ok = ALLOC(b->xs, N * D, "selected rows") && ALLOC(b->hq, N * D, "selected rows") &&
              ALLOC(b->lse_h, (int64_t)b->H * N, "attention LSE") &&
              ALLOC(b->sk, N * b->r, "input sketch") && ALLOC(b->score, N, "token scores") &&
-             ALLOC(b->sel, N, "token selection") && ALLOC(b->flags, N, "token selection");
+             ALLOC(b->sel, (int64_t)b->layers * N, "token selection") &&
+             ALLOC(b->flags, (int64_t)b->layers * N, "token selection");
     if (ok && b->sh.size > 1) // the whole latent's patches: this rank embeds its rows of them
         ok = ALLOC(b->patches, (int64_t)b->Ntot * b->P, "the latent's patches");
     if (ok && b->allgather) { // every rank's keys/values
@@ -447,12 +452,13 @@ static int alloc_scratch(cuda_backend *b) {
         if (!tw) continue;
         br->blocks = (dev_block_state *)ast_calloc((size_t)b->layers, sizeof *br->blocks,
                                                    "token-wise state");
-        if (!br->blocks) return -1;
+        if (!br->blocks || !ALLOC(br->skip_all, (int64_t)b->layers * N, "skip counts"))
+            return -1;
         for (int l = 0; l < b->layers; l++) {
             dev_block_state *s = &br->blocks[l];
+            s->skip = br->skip_all + (int64_t)l * N;
             if (!(ALLOC(s->cache, N * D, "the token cache") && ALLOC(s->lse, N, "token LSE") &&
-                  ALLOC(s->refsketch, N * b->r, "token sketches") &&
-                  ALLOC(s->skip, N, "skip counts")))
+                  ALLOC(s->refsketch, N * b->r, "token sketches")))
                 return -1;
         }
     }
@@ -512,6 +518,7 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     const int64_t Ktot = pl->kfirst[P - 1] + pl->k[P - 1];
     int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
+    PHASE(b, PH_EXCHANGE);
     // queries: to rank g its heads' columns of my K rows
     for (int g = 0; g < P; g++)
         CUDA_TRY(cudaMemcpy2DAsync(b->xq_send + g * K * W, W * bf, q + g * W, 3 * D * bf, W * bf,
@@ -528,10 +535,12 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     }
     ast_exchange_counts(P, N, pl->n, pl->first, 2 * W, sc, sd, rc, rd);
     if (ast_comm_alltoallv(cm, me, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 2, s)) return -1;
+    PHASE(b, PH_ATTN);
     if (ast_cuda_attention(b->xq_recv, (int)W, b->xkv_recv, (int)(2 * W), b->xkv_recv + W,
                            (int)(2 * W), b->xo_all, (int)W, want_lse ? b->lse_all : NULL,
                            (int)Ktot, b->Ntot, Hg, hd, b->scale, s))
         return -1;
+    PHASE(b, PH_EXCHANGE);
     // back: rows of rank i to rank i; from rank g my K rows of its heads, into columns g·W
     ast_exchange_counts(P, K, pl->k, pl->kfirst, W, rc, rd, sc, sd); // the way back
     if (ast_comm_alltoallv(cm, me, b->xo_all, sc, sd, b->xo_recv, rc, rd, 2, s)) return -1;
@@ -556,6 +565,7 @@ static int sp_attention_allgather(cuda_backend *b, int K, const ast_bf16 *q, con
     const int64_t N = b->N, bf = sizeof(ast_bf16);
     int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
+    PHASE(b, PH_EXCHANGE);
     // [k | v] of a row are contiguous in qkv [N, 3D] (columns D..3D): one strided copy
     CUDA_TRY(cudaMemcpy2DAsync(b->xkv_send, 2 * D * bf, kk, 3 * D * bf, 2 * D * bf, N,
                                cudaMemcpyDeviceToDevice, b->s));
@@ -566,6 +576,7 @@ static int sp_attention_allgather(cuda_backend *b, int K, const ast_bf16 *q, con
     if (ast_comm_alltoallv(b->sh.comm, b->sh.rank, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 2,
                            b->s))
         return -1;
+    PHASE(b, PH_ATTN);
     return ast_cuda_attention(q, 3 * D, b->xkv_recv, 2 * D, b->xkv_recv + D, 2 * D, b->o, D,
                               want_lse ? b->lse_h : NULL, K, b->Ntot, b->H, b->hd, b->scale,
                               b->s);
@@ -580,20 +591,22 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
                 *E5 = E + 5 * D;
     dev_block_state *st = br->blocks ? &br->blocks[l] : NULL;
     const int gather = K < N; // K == N: identity selection, rows used in place
-    const int32_t *sel = gather ? b->sel : NULL;
+    int32_t *sel_l = b->sel + (int64_t)l * N;
+    uint8_t *flags_l = b->flags + (int64_t)l * N;
+    const int32_t *sel = gather ? sel_l : NULL;
     cudaStream_t s = b->s;
     ast_gemm *g = b->gemm;
     const ast_gemm_out OBF = AST_GEMM_OUT_BF16;
 
-    // 1. selection
+    // 1. selection (without Δ every block's was made before the first: forward_body)
     PHASE(b, PH_SELECT);
     const int use_delta = b->p.tw.w_alpha != 0; // Δ (and so the sketch) enters the score
     if (st && use_delta && ast_cuda_tw_sketch(N, D, b->r, b->x, D, b->w.proj, b->sk, s))
         return -1;
-    if (gather) {
+    if (gather && use_delta) {
         if (ast_cuda_tw_scores(b->tw, N, b->r, b->sk, st->refsketch, st->lse, st->skip, &b->p.tw,
                                b->score, s) ||
-            ast_cuda_tw_topk(b->tw, N, K, b->score, b->sel, b->flags, s))
+            ast_cuda_tw_topk(b->tw, N, K, b->score, sel_l, flags_l, s))
             return -1;
     }
 
@@ -658,17 +671,19 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         ast_gemm_run(g, K, b->Fd, D, b->h, D, k->f0_w, D, k->f0_b, b->ffn, b->Fd, OBF,
                      AST_GEMM_EPI_GELU_BIAS, 0, s) ||
         ast_gemm_run(g, K, D, b->Fd, b->ffn, b->Fd, k->f2_w, b->Fd, k->f2_b, b->tmp, D, OBF,
-                     AST_GEMM_EPI_BIAS, 0, s) ||
-        ast_cuda_residual(K, D, xs, D, xs, D, NULL, b->tmp, D, 0, E5, s))
+                     AST_GEMM_EPI_BIAS, 0, s))
         return -1;
-    if (!st) return 0; // dense-only engine: x was updated in place
+    if (!st) // dense-only engine: x is updated in place
+        return ast_cuda_residual(K, D, xs, D, xs, D, NULL, b->tmp, D, 0, E5, s);
 
-    // 5. reuse the cache for the others, commit the computed rows
+    // 5. reuse the cache for the others, commit the computed rows (with the FFN's gated
+    // residual xs + tmp·E5 fused in)
     PHASE(b, PH_REUSE);
-    if (gather && ast_cuda_tw_reuse(N, D, b->flags, b->x, D, st->cache, D, b->p.tw.cache,
+    if (gather && ast_cuda_tw_reuse(N, D, flags_l, b->x, D, st->cache, D, b->p.tw.cache,
                                     st->skip, s))
         return -1;
-    return ast_cuda_tw_commit(K, D, sel, xs, D, b->x, D, st->cache, D, b->p.tw.cache, H, b->lse_h,
+    return ast_cuda_tw_commit(K, D, sel, xs, D, b->tmp, D, E5, b->x, D, st->cache, D,
+                              b->p.tw.cache, H, b->lse_h,
                               st->lse, b->r, b->sk, use_delta ? st->refsketch : NULL, st->skip,
                               s);
 }
@@ -695,6 +710,13 @@ static int forward_body(cuda_backend *b, int branch, int K) {
         ast_cuda_gemv_f32(6 * D, D, w->tproj_w, b->e, 1, w->tproj_b, b->e0, s) ||
         ast_cuda_add_bcast(b->E, w->mod_all, (int64_t)b->layers * 6 * D, b->e0, 6 * D, s))
         return -1;
+    // the scores depend on the skip counts alone (w_α = 0): every block's top-K in one launch
+    if (br->blocks && K < N && b->p.tw.w_alpha == 0) {
+        PHASE(b, PH_SELECT);
+        if (ast_cuda_tw_select_skip(b->layers, N, K, br->skip_all, &b->p.tw, b->sel, b->flags,
+                                    s))
+            return -1;
+    }
     for (int l = 0; l < b->layers; l++) {
         if (block_forward(b, br, l, K)) {
             ast_error_prefix("block %d of %d", l, b->layers);
@@ -883,7 +905,7 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
         a.off = 0;
         layout_weights(b, &a); // assign
     }
-    if (phases_on && ast_phase_create(&b->phases, b->layers * 10 + 8, phase_names, PH_COUNT))
+    if (phases_on && ast_phase_create(&b->phases, b->layers * 14 + 8, phase_names, PH_COUNT))
         goto fail;
     if (upload_weights(b)) {
         ast_error_prefix("loading the model onto %s", b->name);

@@ -522,7 +522,8 @@ static __global__ void residual_vec_kernel(int L, int C, float *out, int ldo, co
         const float4 g = gate ? __ldg(reinterpret_cast<const float4 *>(gate + c))
                               : make_float4(1.f, 1.f, 1.f, 1.f);
         *reinterpret_cast<float4 *>(out + r * ldo + c) =
-            make_float4(a.x + g.x * v.x, a.y + g.y * v.y, a.z + g.z * v.z, a.w + g.w * v.w);
+            make_float4(__fmaf_rn(g.x, v.x, a.x), __fmaf_rn(g.y, v.y, a.y),
+                        __fmaf_rn(g.z, v.z, a.z), __fmaf_rn(g.w, v.w, a.w));
     }
 }
 
@@ -538,7 +539,7 @@ static __global__ void residual_scalar_kernel(int L, int C, float *out, int ldo,
         const int64_t src = in_rows ? in_rows[r] : r;
         const float v = y_f32 ? ((const float *)y)[r * ldy + c]
                               : __bfloat162float(((const bf16 *)y)[r * ldy + c]);
-        out[r * ldo + c] = in[src * ldi + c] + (gate ? gate[c] : 1.f) * v;
+        out[r * ldo + c] = __fmaf_rn(gate ? gate[c] : 1.f, v, in[src * ldi + c]);
     }
 }
 

@@ -80,7 +80,7 @@ int ast_cuda_rmsnorm_rope(int L, int C, ast_bf16 *x, int ldx, const float *w, fl
 
 /* ---- residual stream ---------------------------------------------------------------------- */
 
-/* out[r, c] = in[row(r), c] + g[c] · y[r, c], g = gate ? gate : 1, row(r) = in_rows ? in_rows[r]
+/* out[r, c] = fma(g[c], y[r, c], in[row(r), c]), g = gate ? gate : 1, row(r) = in_rows ? in_rows[r]
  * : r. y is bf16 (y_f32 == 0) or fp32. out may alias in (in place, in_rows NULL). out, in fp32. */
 int ast_cuda_residual(int L, int C, float *out, int ldo, const float *in, int ldi,
                       const int32_t *in_rows, const void *y, int ldy, int y_f32,

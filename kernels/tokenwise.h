@@ -4,6 +4,8 @@
  *   sketch    s = x·Pᵀ                      x [N, D] fp32 block input, P [r, D] (ast_tw_projection)
  *   scores    Δ_i = ‖s_i − refsketch_i‖/√r; S_i = w_α·lse_i·Δ_i/mean_j Δ_j + w_β·exp(min(skip_i, 20))
  *   top-K     the K largest S_i, ties to the lower index, listed in ascending token order
+ *             (with w_α = 0 the scores are known before the forward: every block's top-K in
+ *             one launch, ast_cuda_tw_select_skip)
  *   commit    selected rows: cache, x, lse (mean over heads), refsketch, skip = 0
  *   reuse     other rows: x = x + cache (RESIDUAL) or cache (OUTPUT), skip += 1
  *
@@ -34,7 +36,7 @@ int ast_cuda_scatter_rows(int K, int C, const int32_t *idx, const void *src, int
 int ast_cuda_tw_sketch(int N, int D, int r, const float *x, int ldx, const float *P, float *sk,
                        cudaStream_t s);
 
-/* Scratch of the selection (sort buffers, CUB temporary storage), sized for n_max tokens. */
+/* Scratch of the selection (the Δ of each token), sized for n_max tokens. */
 typedef struct ast_cuda_tw ast_cuda_tw;
 int ast_cuda_tw_create(ast_cuda_tw **out, int n_max);
 void ast_cuda_tw_free(ast_cuda_tw *t);
@@ -46,22 +48,33 @@ int ast_cuda_tw_scores(ast_cuda_tw *t, int n, int r, const float *sketch, const 
                        const float *lse, const int32_t *skip, const ast_tokenwise_opts *o,
                        float *scores, cudaStream_t s);
 
-/* Top-k of scores (stable radix sort of (score, index) descending, so ties go to the lower
- * index), then sel[0..k) in ascending token order and flags[i] = 1 for the selected, 0 others.
- * k >= n selects every token. NaN scores must be the all-ones NaN ast_cuda_tw_scores writes
- * (sorted after -inf); another NaN would sort first. */
+/* Top-k of scores (one-block radix select of the k-th largest; ties go to the lower index, −0
+ * equals +0), then sel[0..k) in ascending token order and flags[i] = 1 for the selected, 0
+ * others. k >= n selects every token. NaN scores must be the all-ones NaN ast_cuda_tw_scores
+ * writes (ranked after -inf); another NaN would rank first. */
 int ast_cuda_tw_topk(ast_cuda_tw *t, int n, int k, const float *scores, int32_t *sel,
                      uint8_t *flags, cudaStream_t s);
 
-/* For r < K, token n = sel ? sel[r] : r, block output xs[r] (fp32, ldxs), block input x[n]:
- *   cache[n] = bf16(xs[r] − x[n]) (RESIDUAL) or bf16(xs[r]) (OUTPUT);  x[n] = xs[r];
+/* The selection of L blocks at once when the score depends on the skip counts alone (w_α = 0:
+ * S = w_β·exp(min(skip, 20)), no Δ, no LSE): for block l, skip_all[l·n ..) -> sel_all[l·n ..)
+ * (k entries) and flags_all[l·n ..), exactly as ast_cuda_tw_scores + ast_cuda_tw_topk give.
+ * One launch, one thread block per layer. */
+int ast_cuda_tw_select_skip(int L, int n, int k, const int32_t *skip_all,
+                            const ast_tokenwise_opts *o, int32_t *sel_all, uint8_t *flags_all,
+                            cudaStream_t s);
+
+/* For r < K, token n = sel ? sel[r] : r, block output out = xs[r] (fp32, ldxs), or with y
+ * (bf16 [K, ldy]) out = fma(gate, y[r], xs[r]) (the block's last gated residual, fused), and
+ * block input x[n]:
+ *   cache[n] = bf16(out − x[n]) (RESIDUAL) or bf16(out) (OUTPUT);  x[n] = out;
  *   lse_tok[n] = mean_h lse_h[h·K + r] (lse_h [H, K] from the attention; NULL: left alone);
  *   refsketch[n] = sketch[n] (r_dim floats; NULL: left alone);  skip[n] = 0 (NULL: left alone).
  * xs must not alias x: x[n] is the block input until this call overwrites it. */
-int ast_cuda_tw_commit(int K, int D, const int32_t *sel, const float *xs, int ldxs, float *x,
-                       int ldx, ast_bf16 *cache, int ldc, ast_cache_mode mode,
-                       int H, const float *lse_h, float *lse_tok, int r_dim, const float *sketch,
-                       float *refsketch, int32_t *skip, cudaStream_t s);
+int ast_cuda_tw_commit(int K, int D, const int32_t *sel, const float *xs, int ldxs,
+                       const ast_bf16 *y, int ldy, const float *gate, float *x, int ldx,
+                       ast_bf16 *cache, int ldc, ast_cache_mode mode, int H, const float *lse_h,
+                       float *lse_tok, int r_dim, const float *sketch, float *refsketch,
+                       int32_t *skip, cudaStream_t s);
 
 /* For every n < N with flags[n] == 0: x[n] = x[n] + cache[n] (RESIDUAL) or cache[n] (OUTPUT),
  * skip[n] += 1. */

@@ -937,27 +937,82 @@ static void test_topk(ast_rng *rng) {
     ast_cuda_tw_free(tw);
 }
 
-/* commit + reuse against the CPU backend's step 5 (forward_cpu.c), with a bf16 cache. */
+/* Every block's selection in one launch from the skip counts (w_α = 0) against the CPU rule
+ * (ast_tw_scores without Δ, then ast_tw_topk) per block: 3 blocks with their own skips (one all
+ * equal: ties only), skips past the exp cap, k from 0 to n. */
+static void test_select_skip(ast_rng *rng) {
+    enum { L = 3 };
+    const int n = 3001, ks[] = {1000, 1, 2999, 3000, 0, 3001};
+    int32_t *skip = hmalloc(sizeof(int32_t) * L * n), *want = hmalloc(sizeof(int32_t) * n),
+            *work = hmalloc(sizeof(int32_t) * n), *got = hmalloc(sizeof(int32_t) * L * n);
+    uint8_t *flags = hmalloc((size_t)L * n);
+    float *sc = hmalloc(sizeof(float) * n), *lse = hmalloc(sizeof(float) * n);
+    for (int i = 0; i < n; i++) {
+        skip[i] = ast_rng_below(rng, 25);
+        skip[n + i] = 3;
+        skip[2 * n + i] = ast_rng_below(rng, 4);
+        lse[i] = 1.f;
+    }
+    void *dskip = dalloc(sizeof(int32_t) * L * n), *dsel = dalloc(sizeof(int32_t) * L * n),
+         *dfl = dalloc((size_t)L * n);
+    h2d(dskip, skip, sizeof(int32_t) * L * n);
+    ast_tokenwise_opts o;
+    ast_tokenwise_opts_default(&o);
+    o.w_alpha = 0.0f;
+    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+        const int k = ks[ki], kk = k < n ? k : n;
+        char vn[64];
+        snprintf(vn, sizeof vn, "%d blocks, n=%d k=%d", L, n, k);
+        poison(dfl, (size_t)L * n);
+        OP(vn, ast_cuda_tw_select_skip(L, n, k, dskip, &o, dsel, dfl, 0));
+        d2h(got, dsel, sizeof(int32_t) * L * n);
+        d2h(flags, dfl, (size_t)L * n);
+        for (int l = 0; l < L; l++) {
+            ast_tw_scores(n, 32, NULL, NULL, lse, skip + l * n, &o, sc);
+            ast_tw_topk(n, k, sc, want, work);
+            int bad = -1, nflag = 0;
+            for (int i = 0; i < kk && bad < 0; i++)
+                if (got[l * n + i] != want[i]) bad = i;
+            for (int i = 0; i < n; i++) nflag += flags[l * n + i] == 1;
+            for (int i = 0; i < kk; i++)
+                if (flags[l * n + want[i]] != 1) nflag = -1;
+            CHECK(bad < 0, "tw_select_skip %s, block %d: position %d: got token %d want %d", vn,
+                  l, bad, bad >= 0 ? got[l * n + bad] : 0, bad >= 0 ? want[bad] : 0);
+            CHECK(nflag == kk, "tw_select_skip %s, block %d: flags wrong (%d set, want %d)", vn,
+                  l, nflag, kk);
+        }
+    }
+    free(skip); free(want); free(work); free(got); free(flags); free(sc); free(lse);
+    ast_cuda_free(dskip); ast_cuda_free(dsel); ast_cuda_free(dfl);
+}
+
+/* commit + reuse against the CPU backend's step 5 (forward_cpu.c), with a bf16 cache; fused:
+ * the block output is xs + gate·y (the FFN's gated residual, y bf16), as the forward calls it. */
 static void test_commit_reuse(ast_rng *rng) {
     const int cs[][2] = {{50, 128}, {29, 37}, {300, 1536}};
     for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++)
-        for (int mode = 0; mode < 2; mode++) {
+        for (int mode = 0; mode < 4; mode++) {
             const int N = cs[ci][0], D = cs[ci][1], H = 2, r = 32, K = N / 3 + 1;
-            const ast_cache_mode cm = mode ? AST_CACHE_OUTPUT : AST_CACHE_RESIDUAL;
+            const int fused = mode >= 2;
+            const ast_cache_mode cm = mode & 1 ? AST_CACHE_OUTPUT : AST_CACHE_RESIDUAL;
             float *x = hmalloc(sizeof(float) * N * D), *xs = hmalloc(sizeof(float) * K * D),
                   *lse_h = hmalloc(sizeof(float) * H * K), *lse = hmalloc(sizeof(float) * N),
                   *sk = hmalloc(sizeof(float) * N * r), *rs = hmalloc(sizeof(float) * N * r);
             uint16_t *cache = hmalloc(sizeof(uint16_t) * N * D);
             int32_t *skip = hmalloc(sizeof(int32_t) * N), *sel = hmalloc(sizeof(int32_t) * K);
             uint8_t *flags = hmalloc((size_t)N);
+            uint16_t *y = hmalloc(sizeof(uint16_t) * K * D);
+            float *gate = hmalloc(sizeof(float) * D);
             fill_f32(x, (int64_t)N * D, rng, -3.f, 3.f);
             fill_f32(xs, (int64_t)K * D, rng, -3.f, 3.f);
+            fill_bf16(y, NULL, (int64_t)K * D, rng, -2.f, 2.f);
+            fill_f32(gate, D, rng, -1.5f, 1.5f);
             fill_f32(lse_h, (int64_t)H * K, rng, 2.f, 9.f);
             fill_f32(lse, N, rng, 2.f, 9.f);
             fill_f32(sk, (int64_t)N * r, rng, -1.f, 1.f);
             fill_f32(rs, (int64_t)N * r, rng, -1.f, 1.f);
             fill_bf16(cache, NULL, (int64_t)N * D, rng, -1.f, 1.f);
-            memset(flags, 0, (size_t)N);
+            for (int i = 0; i < N; i++) flags[i] = 0;
             for (int i = 0; i < N; i++) skip[i] = ast_rng_below(rng, 5);
             for (int k = 0, i = 0; i < N && k < K; i++) /* K tokens, ascending */
                 if (ast_rng_below(rng, N - i) < K - k) {
@@ -968,7 +1023,10 @@ static void test_commit_reuse(ast_rng *rng) {
                  *dlh = dalloc(sizeof(float) * H * K), *dlse = dalloc(sizeof(float) * N),
                  *dsk = dalloc(sizeof(float) * N * r), *drs = dalloc(sizeof(float) * N * r),
                  *dc = dalloc(sizeof(uint16_t) * N * D), *dskip = dalloc(sizeof(int32_t) * N),
-                 *dsel = dalloc(sizeof(int32_t) * K), *dfl = dalloc((size_t)N);
+                 *dsel = dalloc(sizeof(int32_t) * K), *dfl = dalloc((size_t)N),
+                 *dy = dalloc(sizeof(uint16_t) * K * D), *dg = dalloc(sizeof(float) * D);
+            h2d(dy, y, sizeof(uint16_t) * K * D);
+            h2d(dg, gate, sizeof(float) * D);
             h2d(dx, x, sizeof(float) * N * D);
             h2d(dxs, xs, sizeof(float) * K * D);
             h2d(dlh, lse_h, sizeof(float) * H * K);
@@ -984,7 +1042,7 @@ static void test_commit_reuse(ast_rng *rng) {
                 if (flags[n]) continue;
                 for (int i = 0; i < D; i++) {
                     float c = ast_bf16_to_f32(cache[(int64_t)n * D + i]);
-                    x[(int64_t)n * D + i] = mode ? c : x[(int64_t)n * D + i] + c;
+                    x[(int64_t)n * D + i] = mode & 1 ? c : x[(int64_t)n * D + i] + c;
                 }
                 skip[n]++;
             }
@@ -992,7 +1050,8 @@ static void test_commit_reuse(ast_rng *rng) {
                 const int n = sel[k];
                 for (int i = 0; i < D; i++) {
                     float out = xs[(int64_t)k * D + i], in = x[(int64_t)n * D + i];
-                    cache[(int64_t)n * D + i] = ast_f32_to_bf16(mode ? out : out - in);
+                    if (fused) out = fmaf(gate[i], ast_bf16_to_f32(y[(int64_t)k * D + i]), out);
+                    cache[(int64_t)n * D + i] = ast_f32_to_bf16(mode & 1 ? out : out - in);
                     x[(int64_t)n * D + i] = out;
                 }
                 float s = 0;
@@ -1002,10 +1061,11 @@ static void test_commit_reuse(ast_rng *rng) {
                 memcpy(rs + (int64_t)n * r, sk + (int64_t)n * r, sizeof(float) * r);
             }
             char vn[80];
-            snprintf(vn, sizeof vn, "N=%d D=%d K=%d %s", N, D, K, mode ? "output" : "residual");
+            snprintf(vn, sizeof vn, "N=%d D=%d K=%d %s%s", N, D, K,
+                     mode & 1 ? "output" : "residual", fused ? ", fused gated residual" : "");
             OP(vn, ast_cuda_tw_reuse(N, D, dfl, dx, D, dc, D, cm, dskip, 0));
-            OP(vn, ast_cuda_tw_commit(K, D, dsel, dxs, D, dx, D, dc, D, cm, H, dlh, dlse, r, dsk,
-                                      drs, dskip, 0));
+            OP(vn, ast_cuda_tw_commit(K, D, dsel, dxs, D, fused ? dy : NULL, D, fused ? dg : NULL,
+                                      dx, D, dc, D, cm, H, dlh, dlse, r, dsk, drs, dskip, 0));
             float *gx = hmalloc(sizeof(float) * N * D), *glse = hmalloc(sizeof(float) * N),
                   *grs = hmalloc(sizeof(float) * N * r);
             uint16_t *gc = hmalloc(sizeof(uint16_t) * N * D);
@@ -1023,7 +1083,8 @@ static void test_commit_reuse(ast_rng *rng) {
             expect_same_bits("tw_commit/reuse skip", vn, gskip, skip, N, 4);
             free(x); free(xs); free(lse_h); free(lse); free(sk); free(rs); free(cache);
             free(skip); free(sel); free(flags); free(gx); free(glse); free(grs); free(gc);
-            free(gskip);
+            free(gskip); free(y); free(gate);
+            ast_cuda_free(dy); ast_cuda_free(dg);
             ast_cuda_free(dx); ast_cuda_free(dxs); ast_cuda_free(dlh); ast_cuda_free(dlse);
             ast_cuda_free(dsk); ast_cuda_free(drs); ast_cuda_free(dc); ast_cuda_free(dskip);
             ast_cuda_free(dsel); ast_cuda_free(dfl);
@@ -1056,6 +1117,7 @@ int main(void) {
     test_gather_scatter(&rng);
     test_sketch(&rng);
     test_topk(&rng);
+    test_select_skip(&rng);
     test_commit_reuse(&rng);
     return ast_test_finish(NAME);
 }
