@@ -9,7 +9,8 @@
  *      few tokens whose scores are within bf16 noise; identical scores -> identical selection is
  *      held by test_gpu_ops): within max(5e-2, half the CPU token-wise-vs-dense gap);
  *   4. theta = 1 on every step of a token-wise CUDA engine equals the dense CUDA engine;
- *   5. the output-cache mode runs and stays finite.
+ *   5. the output-cache mode runs and stays finite;
+ *   6. with w_alpha = 1 (Δ in the score: the selection made inside each block) as 3.
  * Exits 77 when built without CUDA or when no CUDA device is visible. */
 #include <stdint.h>
 
@@ -36,7 +37,7 @@ static float *to_f32(const ast_tensor *t) {
 }
 
 static ast_engine *make(const ast_model *m, ast_backend_kind be, int F, int H, int W, int branches,
-                        int tokenwise, ast_cache_mode cache) {
+                        int tokenwise, ast_cache_mode cache, float w_alpha) {
     ast_engine_params p = {0};
     p.backend = be;
     p.device = 0;
@@ -47,6 +48,7 @@ static ast_engine *make(const ast_model *m, ast_backend_kind be, int F, int H, i
     p.tokenwise = tokenwise;
     ast_tokenwise_opts_default(&p.tw);
     p.tw.cache = cache;
+    p.tw.w_alpha = w_alpha;
     ast_engine *e = NULL;
     CHECK(ast_engine_create(m, &p, &e) == 0, "%s engine (tokenwise %d): %s",
           be == AST_BACKEND_CUDA ? "CUDA" : "CPU", tokenwise, ast_error_get());
@@ -92,8 +94,8 @@ int main(void) {
            W);
 
     /* 1. dense */
-    ast_engine *cd = make(m, AST_BACKEND_CPU, F, H, W, 1, 0, AST_CACHE_RESIDUAL);
-    ast_engine *gd = make(m, AST_BACKEND_CUDA, F, H, W, 1, 0, AST_CACHE_RESIDUAL);
+    ast_engine *cd = make(m, AST_BACKEND_CPU, F, H, W, 1, 0, AST_CACHE_RESIDUAL, 0.f);
+    ast_engine *gd = make(m, AST_BACKEND_CUDA, F, H, W, 1, 0, AST_CACHE_RESIDUAL, 0.f);
     if (!cd || !gd) return ast_test_finish(NAME);
     printf("%s: CUDA engine on %s\n", NAME, ast_engine_device_name(gd));
     CHECK(ast_engine_set_context(cd, 0, ctx, Lc) == 0, "CPU context: %s", ast_error_get());
@@ -123,18 +125,23 @@ int main(void) {
     float *nctx = malloc(sizeof(float) * nL * td), *drift = malloc(sizeof(float) * n),
           *xi = malloc(sizeof(float) * n), *y_ct = malloc(sizeof(float) * n),
           *y_gt = malloc(sizeof(float) * n), *y_g1 = malloc(sizeof(float) * n),
-          *y_gd = malloc(sizeof(float) * n);
+          *y_gd = malloc(sizeof(float) * n), *y_cta = malloc(sizeof(float) * n),
+          *y_gta = malloc(sizeof(float) * n);
     ast_test_fill(nctx, (int64_t)nL * td, 7, -1, 1);
     ast_test_fill(drift, n, 8, -1, 1);
-    ast_engine *ct_ = make(m, AST_BACKEND_CPU, F, H, W, 2, 1, AST_CACHE_RESIDUAL);
-    ast_engine *cdd = make(m, AST_BACKEND_CPU, F, H, W, 2, 0, AST_CACHE_RESIDUAL);
-    ast_engine *gt_ = make(m, AST_BACKEND_CUDA, F, H, W, 2, 1, AST_CACHE_RESIDUAL);
-    ast_engine *g1 = make(m, AST_BACKEND_CUDA, F, H, W, 2, 1, AST_CACHE_RESIDUAL);
-    ast_engine *gdd = make(m, AST_BACKEND_CUDA, F, H, W, 2, 0, AST_CACHE_RESIDUAL);
-    ast_engine *go = make(m, AST_BACKEND_CUDA, F, H, W, 2, 1, AST_CACHE_OUTPUT);
-    ast_engine *all[] = {ct_, cdd, gt_, g1, gdd, go};
+    ast_engine *ct_ = make(m, AST_BACKEND_CPU, F, H, W, 2, 1, AST_CACHE_RESIDUAL, 0.f);
+    ast_engine *cdd = make(m, AST_BACKEND_CPU, F, H, W, 2, 0, AST_CACHE_RESIDUAL, 0.f);
+    ast_engine *gt_ = make(m, AST_BACKEND_CUDA, F, H, W, 2, 1, AST_CACHE_RESIDUAL, 0.f);
+    ast_engine *g1 = make(m, AST_BACKEND_CUDA, F, H, W, 2, 1, AST_CACHE_RESIDUAL, 0.f);
+    ast_engine *gdd = make(m, AST_BACKEND_CUDA, F, H, W, 2, 0, AST_CACHE_RESIDUAL, 0.f);
+    ast_engine *go = make(m, AST_BACKEND_CUDA, F, H, W, 2, 1, AST_CACHE_OUTPUT, 0.f);
+    /* w_α = 1: the per-block selection with Δ (sketch, scores, top-K inside each block) */
+    ast_engine *cta = make(m, AST_BACKEND_CPU, F, H, W, 2, 1, AST_CACHE_RESIDUAL, 1.f);
+    ast_engine *gta = make(m, AST_BACKEND_CUDA, F, H, W, 2, 1, AST_CACHE_RESIDUAL, 1.f);
+    ast_engine *all[] = {ct_, cdd, gt_, g1, gdd, go, cta, gta};
+    const int n_all = (int)(sizeof all / sizeof *all);
     int ok = 1;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < n_all; i++) {
         ok = ok && all[i] && ast_engine_set_context(all[i], 0, ctx, Lc) == 0 &&
              ast_engine_set_context(all[i], 1, nctx, nL) == 0;
     }
@@ -159,7 +166,9 @@ int main(void) {
                   "%s: CUDA forward computed %d of %d tokens, expected %d of %d", what,
                   info.computed, info.tokens, want_k, N);
             if (fwd(g1, what, b, xi, ts[s], 1.f, y_g1, n) || fwd(gdd, what, b, xi, ts[s], 1.f, y_gd, n) ||
-                fwd(go, what, b, xi, ts[s], theta[s], yrep, n)) {
+                fwd(go, what, b, xi, ts[s], theta[s], yrep, n) ||
+                fwd(cta, what, b, xi, ts[s], theta[s], y_cta, n) ||
+                fwd(gta, what, b, xi, ts[s], theta[s], y_gta, n)) {
                 ok = 0;
                 break;
             }
@@ -170,6 +179,13 @@ int main(void) {
                    "dense %.3g)\n",
                    NAME, what, err, tol, gap);
             CHECK(err <= tol, "%s: CUDA vs CPU token-wise rel L2 %.3g > %.3g", what, err, tol);
+            const double gap_a = ast_test_rel_l2(y_cta, ycpu, n);
+            const double err_a = ast_test_rel_l2(y_gta, y_cta, n);
+            const double tol_a = s == 0 ? TOL_DENSE : fmax(5e-2, 0.5 * gap_a);
+            printf("%s: %s: w_alpha 1: CUDA vs CPU token-wise rel L2 %.3g (tol %.3g)\n", NAME,
+                   what, err_a, tol_a);
+            CHECK(err_a <= tol_a, "%s: w_alpha 1: CUDA vs CPU token-wise rel L2 %.3g > %.3g",
+                  what, err_a, tol_a);
             /* theta = 1 on a token-wise engine: the dense kernels on the same rows */
             double e1 = ast_test_rel_l2(y_g1, y_gd, n);
             CHECK(memcmp(y_g1, y_gd, sizeof(float) * n) == 0,
@@ -177,14 +193,15 @@ int main(void) {
                   "engine (rel L2 %.3g); they must run the same arithmetic",
                   what, e1);
         }
-    for (int i = 0; i < 6; i++) ast_engine_free(all[i]);
+    for (int i = 0; i < n_all; i++) ast_engine_free(all[i]);
     ast_engine_free(cd);
     ast_engine_free(gd);
     ast_st_close(in);
     ast_st_close(gold);
     ast_model_free(m);
     free(x); free(ctx); free(golden); free(ycpu); free(ygpu); free(yrep); free(nctx);
-    free(drift); free(xi); free(y_ct); free(y_gt); free(y_g1); free(y_gd);
+    free(drift); free(xi); free(y_ct); free(y_gt); free(y_g1); free(y_gd); free(y_cta);
+    free(y_gta);
     return ast_test_finish(NAME);
 }
 
