@@ -5,14 +5,23 @@
 // Alignments are part of the key because the heuristic excludes algorithms that need more
 // alignment than the pointers have (it assumes 256 bytes unless told), and column-slice views
 // (fused QKV, heads) are less aligned than a fresh allocation.
+//
+// Tuning: the heuristic's first pick is not always the fastest (the token-wise forward's GEMMs
+// over K < N rows ran ~15 % below the dense ones). The first time a shape runs outside graph
+// capture, its top TUNE_CANDIDATES algorithms are timed on the call's own operands (output
+// overwritten, so accumulating GEMMs keep the first pick) and the fastest is kept. The choice
+// is shared by every GEMM context of the process on that device (a process-wide table), so two
+// engines run the same arithmetic; another process may time differently and pick another
+// algorithm (last-bit differences). ASTRAEA_GEMM_TUNE=0 keeps the heuristic's first pick.
 #include "gemm.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_check.h"
 
-enum { GEMM_WORKSPACE_BYTES = 32 << 20 };
+enum { GEMM_WORKSPACE_BYTES = 32 << 20, TUNE_CANDIDATES = 8, TUNE_REPS = 3 };
 
 typedef struct {
     int M, N, K, ldx, ldw, ldy;
@@ -25,6 +34,8 @@ typedef struct {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t cand[TUNE_CANDIDATES]; // the heuristic's picks, best first
+    int n_cand, tuned;
 } gemm_entry;
 
 struct ast_gemm {
@@ -33,6 +44,8 @@ struct ast_gemm {
     gemm_entry *e;   // cache, n used of cap
     int n, cap;
     int own_gelu;    // GELU_BIAS as BIAS + ast_cuda_gelu_tanh_bf16
+    int tune;        // time the candidates of a new shape (ASTRAEA_GEMM_TUNE, default on)
+    cudaEvent_t ev[2];
 };
 
 static int align_of(const void *p) {
@@ -58,6 +71,13 @@ int ast_gemm_create(ast_gemm **out) {
         free(g);
         return -1;
     }
+    const char *tune = getenv("ASTRAEA_GEMM_TUNE");
+    g->tune = !(tune && !strcmp(tune, "0"));
+    if (g->tune && (cudaEventCreate(&g->ev[0]) != cudaSuccess ||
+                    cudaEventCreate(&g->ev[1]) != cudaSuccess)) {
+        cudaGetLastError();
+        g->tune = 0; // no events: the heuristic's pick, as with ASTRAEA_GEMM_TUNE=0
+    }
     *out = g;
     return 0;
 }
@@ -74,6 +94,7 @@ void ast_gemm_free(ast_gemm *g) {
     for (int i = 0; i < g->n; i++) entry_destroy(&g->e[i]);
     free(g->e);
     ast_cuda_free(g->ws);
+    if (g->tune) cudaEventDestroy(g->ev[0]), cudaEventDestroy(g->ev[1]);
     cublasLtDestroy(g->lt);
     free(g);
 }
@@ -131,11 +152,11 @@ static int entry_init(ast_gemm *g, gemm_entry *e, const gemm_key *k, const void 
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                   &ac, sizeof ac);
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
     int nres = 0;
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = cublasLtMatmulAlgoGetHeuristic(g->lt, e->desc, e->la, e->lb, e->lc, e->lc, pref, 1,
-                                            &res, &nres);
+        st = cublasLtMatmulAlgoGetHeuristic(g->lt, e->desc, e->la, e->lb, e->lc, e->lc, pref,
+                                            g->tune ? TUNE_CANDIDATES : 1, res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || nres == 0)
         return ast_fail("cuBLASLt has no algorithm for y[%d, %d] = x[%d, %d]·W[%d, %d]ᵀ (ld x %d, "
@@ -145,7 +166,87 @@ static int entry_init(ast_gemm *g, gemm_entry *e, const gemm_key *k, const void 
                         k->out == AST_GEMM_OUT_F32 ? "fp32" : "bf16", epi_name(k->epi),
                         k->acc ? ", accumulate" : "", k->ax, k->aw, k->ay, k->ab, (int)st,
                         cublasGetStatusString(st));
-    e->algo = res.algo;
+    e->algo = res[0].algo;
+    for (int i = 0; i < nres; i++) e->cand[i] = res[i].algo;
+    e->n_cand = nres;
+    e->tuned = nres < 2;
+    return 0;
+}
+
+// Times e's candidates on these operands (y overwritten) and keeps the fastest; a candidate
+// that fails to run is skipped.
+static int tune_time(ast_gemm *g, gemm_entry *e, const void *w, const void *x, void *y,
+                     cudaStream_t stream) {
+    const float alpha = 1.f, beta = 0.f;
+    float best = -1.f;
+    int best_i = 0;
+    for (int i = 0; i < e->n_cand; i++) {
+        cublasStatus_t st = cublasLtMatmul(g->lt, e->desc, &alpha, w, e->la, x, e->lb, &beta, y,
+                                           e->lc, y, e->lc, &e->cand[i], g->ws,
+                                           GEMM_WORKSPACE_BYTES, stream); // warm-up
+        CUDA_TRY(cudaEventRecord(g->ev[0], stream));
+        for (int r = 0; r < TUNE_REPS && st == CUBLAS_STATUS_SUCCESS; r++)
+            st = cublasLtMatmul(g->lt, e->desc, &alpha, w, e->la, x, e->lb, &beta, y, e->lc, y,
+                                e->lc, &e->cand[i], g->ws, GEMM_WORKSPACE_BYTES, stream);
+        CUDA_TRY(cudaEventRecord(g->ev[1], stream));
+        CUDA_TRY(cudaEventSynchronize(g->ev[1]));
+        float ms = 0.f;
+        CUDA_TRY(cudaEventElapsedTime(&ms, g->ev[0], g->ev[1]));
+        if (st == CUBLAS_STATUS_SUCCESS && (best < 0.f || ms < best)) best = ms, best_i = i;
+    }
+    return best_i;
+}
+
+// The process-wide choices: (device, key) -> candidate index.
+typedef struct {
+    int dev;
+    gemm_key key;
+    int pick;
+} tune_choice;
+static pthread_mutex_t tune_mu = PTHREAD_MUTEX_INITIALIZER;
+static tune_choice *tune_tab;
+static int tune_n, tune_cap;
+
+static int tune_find(int dev, const gemm_key *k) { // under tune_mu
+    for (int i = 0; i < tune_n; i++)
+        if (tune_tab[i].dev == dev && !memcmp(&tune_tab[i].key, k, sizeof *k))
+            return tune_tab[i].pick;
+    return -1;
+}
+
+// Sets e->algo from the process-wide choice for its shape, timing the candidates the first
+// time (not inside graph capture: it waits for the stream). The lock is not held while timing:
+// a rank's stream may wait on an exchange with a rank whose thread would wait on the lock.
+static int tune_entry(ast_gemm *g, gemm_entry *e, const void *w, const void *x, void *y,
+                      cudaStream_t stream) {
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    CUDA_TRY(cudaStreamIsCapturing(stream, &cap));
+    if (cap != cudaStreamCaptureStatusNone) return 0; // tuned on an eager run, if ever
+    int dev = 0;
+    CUDA_TRY(cudaGetDevice(&dev));
+    pthread_mutex_lock(&tune_mu);
+    int pick = tune_find(dev, &e->key);
+    pthread_mutex_unlock(&tune_mu);
+    if (pick < 0 || pick >= e->n_cand) {
+        const int mine = tune_time(g, e, w, x, y, stream);
+        if (mine < 0) return -1; // a CUDA call failed while timing (error set)
+        pthread_mutex_lock(&tune_mu);
+        pick = tune_find(dev, &e->key); // another engine may have timed it meanwhile
+        if (pick < 0) {
+            pick = mine;
+            if (tune_n == tune_cap) {
+                const int cap2 = tune_cap ? 2 * tune_cap : 64;
+                tune_choice *t = (tune_choice *)realloc(tune_tab, sizeof *t * (size_t)cap2);
+                if (t) tune_tab = t, tune_cap = cap2; // else: not remembered, used here only
+            }
+            if (tune_n < tune_cap)
+                tune_tab[tune_n].dev = dev, tune_tab[tune_n].key = e->key,
+                tune_tab[tune_n++].pick = pick;
+        }
+        pthread_mutex_unlock(&tune_mu);
+    }
+    e->algo = e->cand[pick < e->n_cand ? pick : 0];
+    e->tuned = 1;
     return 0;
 }
 
@@ -205,6 +306,7 @@ int ast_gemm_run(ast_gemm *g, int M, int N, int K, const ast_bf16 *x, int ldx, c
     if (k.epi != AST_GEMM_EPI_NONE)
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                   &bias, sizeof bias));
+    if (!e->tuned && !accumulate && tune_entry(g, e, w, x, y, stream)) return -1;
     const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
     CUBLAS_TRY(cublasLtMatmul(g->lt, e->desc, &alpha, w, e->la, x, e->lb, &beta, y, e->lc, y,
                               e->lc, &e->algo, g->ws, GEMM_WORKSPACE_BYTES, stream));
