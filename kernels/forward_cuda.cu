@@ -15,8 +15,9 @@
 //   xs   = x[sel] + (o·Woᵀ + bo)·E2            [K, D]   fp32 (in place on x for dense-only engines)
 //   xs  += cross(LN3(xs))                       the o-projection accumulates into xs (beta = 1)
 //   xs  += (GELU(LN2(xs)(1 + E4) + E3 ·W0ᵀ)·W2ᵀ)·E5   (token-wise: fused into the commit)
-//   reuse: x[other] = x + cache (or cache), skip += 1;  commit: cache, x[sel] = xs, lse, sketch,
-//   skip = 0
+//   reuse: x[other] = x + cache (or cache), skip += 1  (on a side stream, right after LN1,
+//          beside the selected rows' compute; joined before the commit)
+//   commit: cache, x[sel] = xs, lse, sketch, skip = 0
 //
 // Memory: the weights once as bf16 (time embedding fp32, as the reference runs it), every
 // scratch buffer sized for N at create, per branch the cross-attention K/V of every block and
@@ -124,6 +125,8 @@ typedef struct {
     ast_engine_params p;
     int dev;
     cudaStream_t s;
+    cudaStream_t s_reuse;     // token-wise: the reuse of cached rows, beside the block's compute
+    cudaEvent_t ev_fork, ev_join;
     ast_gemm *gemm;
     ast_cuda_tw *tw;          // selection scratch (token-wise engines)
     int N, gf, gh, gw, D, H, hd, Fd, Lt, P, Py, r, layers;
@@ -158,6 +161,7 @@ typedef struct {
     int32_t *sel;             // [layers, N] each block's selection (K entries used)
     uint8_t *flags;           // [layers, N]
     float *headout;           // [N, Py]
+    float *headout_all;       // [Ntot, Py] every rank's head rows, gathered on rank 0 (sharded)
     float *sinus, *thid, *e, *e0, *E, *hmod; // [freq], [D], [D], [6D], [layers, 6D], [2D]
     ast_bf16 *ctx, *ctx_hid, *ctx_emb;  // [Lt, text_dim], [Lt, D], [Lt, D] (set_context)
 
@@ -369,6 +373,7 @@ static void cuda_destroy(void *impl) {
     }
     void *bufs[] = {b->lat_in, b->lat_out, b->t, b->x, b->xs, b->h, b->hq, b->qkv, b->o,
                     b->tmp, b->ffn, b->lse_h, b->sk, b->score, b->sel, b->flags, b->headout,
+                    b->headout_all,
                     b->sinus, b->thid, b->e, b->e0, b->E, b->hmod, b->ctx, b->ctx_hid,
                     b->ctx_emb, b->warena, b->patches, b->xq_send, b->xq_recv, b->xkv_send,
                     b->xkv_recv, b->xo_all, b->xo_recv, b->lse_all, b->lse_send};
@@ -380,6 +385,9 @@ static void cuda_destroy(void *impl) {
     ast_uploader_free(b->up);
     ast_cuda_tw_free(b->tw);
     ast_gemm_free(b->gemm);
+    if (b->ev_fork) cudaEventDestroy(b->ev_fork);
+    if (b->ev_join) cudaEventDestroy(b->ev_join);
+    if (b->s_reuse) cudaStreamDestroy(b->s_reuse);
     if (b->s) cudaStreamDestroy(b->s);
     free(b);
 }
@@ -424,6 +432,8 @@ static int alloc_scratch(cuda_backend *b) {
              ALLOC(b->flags, (int64_t)b->layers * N, "token selection");
     if (ok && b->sh.size > 1) // the whole latent's patches: this rank embeds its rows of them
         ok = ALLOC(b->patches, (int64_t)b->Ntot * b->P, "the latent's patches");
+    if (ok && b->sh.size > 1 && b->sh.rank == 0) // rank 0 unpatchifies every rank's head rows
+        ok = ALLOC(b->headout_all, (int64_t)b->Ntot * b->Py, "the gathered head output");
     if (ok && b->allgather) { // every rank's keys/values
         ok = ALLOC(b->xkv_send, N * 2 * D, "sequence-parallel buffers") &&
              ALLOC(b->xkv_recv, (int64_t)b->Ntot * 2 * D, "sequence-parallel buffers");
@@ -519,20 +529,18 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
     PHASE(b, PH_EXCHANGE);
-    // queries: to rank g its heads' columns of my K rows
-    for (int g = 0; g < P; g++)
-        CUDA_TRY(cudaMemcpy2DAsync(b->xq_send + g * K * W, W * bf, q + g * W, 3 * D * bf, W * bf,
-                                   K, cudaMemcpyDeviceToDevice, s));
-    ast_exchange_counts(P, K, pl->k, pl->kfirst, W, sc, sd, rc, rd);
-    if (ast_comm_alltoallv(cm, me, b->xq_send, sc, sd, b->xq_recv, rc, rd, 2, s)) return -1;
-    // keys | values: to rank g its heads' columns of my N rows, as [row][k W | v W]
+    // one packing launch: to rank g its heads' columns of my K query rows, and of my N key and
+    // value rows as [row][k W | v W]
+    ast_copy2d cp[3 * AST_MAX_RANKS];
     for (int g = 0; g < P; g++) {
         ast_bf16 *dst = b->xkv_send + g * N * 2 * W;
-        CUDA_TRY(cudaMemcpy2DAsync(dst, 2 * W * bf, kk + g * W, 3 * D * bf, W * bf, N,
-                                   cudaMemcpyDeviceToDevice, s));
-        CUDA_TRY(cudaMemcpy2DAsync(dst + W, 2 * W * bf, vv + g * W, 3 * D * bf, W * bf, N,
-                                   cudaMemcpyDeviceToDevice, s));
+        cp[3 * g] = (ast_copy2d){b->xq_send + g * K * W, q + g * W, W * bf, 3 * D * bf, W * bf, K};
+        cp[3 * g + 1] = (ast_copy2d){dst, kk + g * W, 2 * W * bf, 3 * D * bf, W * bf, N};
+        cp[3 * g + 2] = (ast_copy2d){dst + W, vv + g * W, 2 * W * bf, 3 * D * bf, W * bf, N};
     }
+    if (ast_cuda_copy2d(cp, 3 * P, s)) return -1;
+    ast_exchange_counts(P, K, pl->k, pl->kfirst, W, sc, sd, rc, rd);
+    if (ast_comm_alltoallv(cm, me, b->xq_send, sc, sd, b->xq_recv, rc, rd, 2, s)) return -1;
     ast_exchange_counts(P, N, pl->n, pl->first, 2 * W, sc, sd, rc, rd);
     if (ast_comm_alltoallv(cm, me, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 2, s)) return -1;
     PHASE(b, PH_ATTN);
@@ -545,14 +553,15 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     ast_exchange_counts(P, K, pl->k, pl->kfirst, W, rc, rd, sc, sd); // the way back
     if (ast_comm_alltoallv(cm, me, b->xo_all, sc, sd, b->xo_recv, rc, rd, 2, s)) return -1;
     for (int g = 0; g < P; g++)
-        CUDA_TRY(cudaMemcpy2DAsync(b->o + g * W, D * bf, b->xo_recv + g * K * W, W * bf, W * bf,
-                                   K, cudaMemcpyDeviceToDevice, s));
+        cp[g] = (ast_copy2d){b->o + g * W, b->xo_recv + g * K * W, D * bf, W * bf, W * bf, K};
+    if (ast_cuda_copy2d(cp, P, s)) return -1;
     if (!want_lse) return 0;
     // LSE [Hg, Ktot] -> to rank i its [Hg, K_i]; from rank g [Hg, K] = rows g·Hg.. of [H, K]
+    const int64_t f4 = sizeof(float);
     for (int i = 0; i < P; i++)
-        CUDA_TRY(cudaMemcpy2DAsync(b->lse_send + Hg * pl->kfirst[i], pl->k[i] * sizeof(float),
-                                   b->lse_all + pl->kfirst[i], Ktot * sizeof(float),
-                                   pl->k[i] * sizeof(float), Hg, cudaMemcpyDeviceToDevice, s));
+        cp[i] = (ast_copy2d){b->lse_send + Hg * pl->kfirst[i], b->lse_all + pl->kfirst[i],
+                             pl->k[i] * f4, Ktot * f4, pl->k[i] * f4, Hg};
+    if (ast_cuda_copy2d(cp, P, s)) return -1;
     ast_exchange_counts(P, K, pl->k, pl->kfirst, Hg, rc, rd, sc, sd); // the way back
     return ast_comm_alltoallv(cm, me, b->lse_send, sc, sd, b->lse_h, rc, rd, 4, s);
 }
@@ -567,8 +576,8 @@ static int sp_attention_allgather(cuda_backend *b, int K, const ast_bf16 *q, con
             rd[AST_MAX_RANKS] = {0};
     PHASE(b, PH_EXCHANGE);
     // [k | v] of a row are contiguous in qkv [N, 3D] (columns D..3D): one strided copy
-    CUDA_TRY(cudaMemcpy2DAsync(b->xkv_send, 2 * D * bf, kk, 3 * D * bf, 2 * D * bf, N,
-                               cudaMemcpyDeviceToDevice, b->s));
+    const ast_copy2d cp = {b->xkv_send, kk, 2 * D * bf, 3 * D * bf, 2 * D * bf, N};
+    if (ast_cuda_copy2d(&cp, 1, b->s)) return -1;
     for (int i = 0; i < P; i++) {
         sc[i] = N * 2 * D, sd[i] = 0;
         rc[i] = b->plan.n[i] * 2 * D, rd[i] = b->plan.first[i] * 2 * D;
@@ -613,6 +622,16 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     // 2. self-attention: K/V for every token, Q for the selected
     PHASE(b, PH_LN);
     if (ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, E1, E0, b->eps, s)) return -1;
+    // the unselected rows take their cache on the side stream once LN1 has read x, while this
+    // stream computes the selected ones (disjoint rows of x, cache and skip); joined at the end
+    if (gather && st) {
+        CUDA_TRY(cudaEventRecord(b->ev_fork, s));
+        CUDA_TRY(cudaStreamWaitEvent(b->s_reuse, b->ev_fork, 0));
+        if (ast_cuda_tw_reuse(N, D, flags_l, b->x, D, st->cache, D, b->p.tw.cache, st->skip,
+                              b->s_reuse))
+            return -1;
+        CUDA_TRY(cudaEventRecord(b->ev_join, b->s_reuse));
+    }
     PHASE(b, PH_QKV);
     ast_bf16 *q = b->qkv, *kk = b->qkv + D, *vv = b->qkv + 2 * D;
     if (!gather) {
@@ -676,12 +695,10 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     if (!st) // dense-only engine: x is updated in place
         return ast_cuda_residual(K, D, xs, D, xs, D, NULL, b->tmp, D, 0, E5, s);
 
-    // 5. reuse the cache for the others, commit the computed rows (with the FFN's gated
-    // residual xs + tmp·E5 fused in)
+    // 5. commit the computed rows (with the FFN's gated residual xs + tmp·E5 fused in); the
+    // others took their cache on the side stream (after LN1): join it
     PHASE(b, PH_REUSE);
-    if (gather && ast_cuda_tw_reuse(N, D, flags_l, b->x, D, st->cache, D, b->p.tw.cache,
-                                    st->skip, s))
-        return -1;
+    if (gather) CUDA_TRY(cudaStreamWaitEvent(s, b->ev_join, 0));
     return ast_cuda_tw_commit(K, D, sel, xs, D, b->tmp, D, E5, b->x, D, st->cache, D,
                               b->p.tw.cache, H, b->lse_h,
                               st->lse, b->r, b->sk, use_delta ? st->refsketch : NULL, st->skip,
@@ -731,9 +748,25 @@ static int forward_body(cuda_backend *b, int branch, int K) {
         ast_gemm_run(b->gemm, N, b->Py, D, b->h, D, w->head_w, D, w->head_b, b->headout, b->Py,
                      AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 0, s))
         return -1;
-    // one rank: unpatchify here; a shard's rows go to the host as they are (cuda_forward)
-    if (b->sh.size == 1 &&
-        ast_cuda_unpatchify(b->headout, b->Py, c->out_dim, b->p.frames, b->p.height, b->p.width,
+    // several ranks: every rank's head rows to rank 0 (one exchange), which unpatchifies them all
+    const float *rows = b->headout;
+    if (b->sh.size > 1) {
+        PHASE(b, PH_EXCHANGE);
+        const int P = b->sh.size;
+        int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
+                rd[AST_MAX_RANKS] = {0};
+        sc[0] = (int64_t)N * b->Py;
+        if (b->sh.rank == 0)
+            for (int i = 0; i < P; i++)
+                rc[i] = b->plan.n[i] * b->Py, rd[i] = b->plan.first[i] * b->Py;
+        if (ast_comm_alltoallv(b->sh.comm, b->sh.rank, b->headout, sc, sd, b->headout_all, rc,
+                               rd, 4, s))
+            return -1;
+        rows = b->headout_all;
+        PHASE(b, PH_HEAD);
+    }
+    if ((b->sh.size == 1 || b->sh.rank == 0) &&
+        ast_cuda_unpatchify(rows, b->Py, c->out_dim, b->p.frames, b->p.height, b->p.width,
                             c->patch[0], c->patch[1], c->patch[2], b->lat_out, s))
         return -1;
     PHASE(b, -1);
@@ -804,11 +837,8 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
         cudaStreamSynchronize(b->s);
         return -1;
     }
-    if (b->sh.size > 1) { // this shard's head rows; their pixels of out
-        CUDA_TRY(cudaMemcpyAsync(b->pin_out, b->headout, sizeof(float) * (size_t)N * b->Py,
-                                 cudaMemcpyDeviceToHost, b->s));
+    if (b->sh.rank > 0) { // rank 0 gathered this shard's rows and writes the whole output
         CUDA_TRY(cudaStreamSynchronize(b->s));
-        ast_unpatchify_rows(c, b->p.frames, b->p.height, b->p.width, b->n0, N, b->pin_out, out);
     } else {
         CUDA_TRY(cudaMemcpyAsync(b->pin_out, b->lat_out, sizeof(float) * nout,
                                  cudaMemcpyDeviceToHost, b->s));
@@ -888,6 +918,11 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
     cudaError_t e = cudaSetDevice(b->dev);
     if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, b->dev);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking);
+    if (e == cudaSuccess && p->tokenwise) {
+        e = cudaStreamCreateWithFlags(&b->s_reuse, cudaStreamNonBlocking);
+        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&b->ev_fork, cudaEventDisableTiming);
+        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&b->ev_join, cudaEventDisableTiming);
+    }
     if (e != cudaSuccess) {
         ast_fail("cannot start CUDA device %d: %s (%s)", b->dev, cudaGetErrorString(e),
                  ast_cuda_hint(e));

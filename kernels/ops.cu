@@ -567,6 +567,63 @@ int ast_cuda_residual(int L, int C, float *out, int ldo, const float *in, int ld
     return 0;
 }
 
+// ---- strided copies ---------------------------------------------------------------------------
+
+struct copy2d_batch {
+    ast_copy2d c[AST_COPY2D_MAX];
+    int unit[AST_COPY2D_MAX]; // bytes moved per access: 16, 8, 4, 2 or 1
+};
+
+template <typename V>
+static __device__ void copy2d_one(const ast_copy2d &c, int64_t start, int64_t step) {
+    const int64_t per_row = c.width / (int64_t)sizeof(V), total = per_row * c.rows;
+    for (int64_t i = start; i < total; i += step) {
+        const int64_t r = i / per_row, u = i - r * per_row;
+        reinterpret_cast<V *>((char *)c.dst + r * c.dpitch)[u] =
+            reinterpret_cast<const V *>((const char *)c.src + r * c.spitch)[u];
+    }
+}
+
+// blockIdx.y: the copy; blocks of x stride over its elements.
+static __global__ void copy2d_kernel(copy2d_batch b) {
+    const ast_copy2d &c = b.c[blockIdx.y];
+    const int64_t start = blockIdx.x * (int64_t)blockDim.x + threadIdx.x,
+                  step = (int64_t)gridDim.x * blockDim.x;
+    switch (b.unit[blockIdx.y]) {
+    case 16: copy2d_one<uint4>(c, start, step); break;
+    case 8: copy2d_one<uint2>(c, start, step); break;
+    case 4: copy2d_one<uint32_t>(c, start, step); break;
+    case 2: copy2d_one<uint16_t>(c, start, step); break;
+    default: copy2d_one<uint8_t>(c, start, step); break;
+    }
+}
+
+int ast_cuda_copy2d(const ast_copy2d *c, int n, cudaStream_t s) {
+    if (n <= 0) return 0;
+    if (n > AST_COPY2D_MAX) return ast_fail("internal: %d 2D copies in one call (max %d)", n, AST_COPY2D_MAX);
+    copy2d_batch b;
+    int64_t most = 0;
+    int used = 0;
+    for (int i = 0; i < n; i++) {
+        if (c[i].rows <= 0 || c[i].width <= 0) continue; // nothing to move
+        if (c[i].width > c[i].dpitch && c[i].rows > 1)
+            return ast_fail("internal: 2D copy of %lld-byte rows into a %lld-byte pitch",
+                            (long long)c[i].width, (long long)c[i].dpitch);
+        int u = 16;
+        while (u > 1 && (c[i].width % u || c[i].dpitch % u || c[i].spitch % u ||
+                         !ast_aligned(c[i].dst, (unsigned)u) || !ast_aligned(c[i].src, (unsigned)u)))
+            u >>= 1;
+        b.c[used] = c[i];
+        b.unit[used++] = u;
+        const int64_t work = c[i].width / u * c[i].rows;
+        if (work > most) most = work;
+    }
+    if (!used) return 0;
+    copy2d_kernel<<<dim3(ast_blocks(most, 256, 1024), (unsigned)used), 256, 0, s>>>(b);
+    CUDA_TRY_LAUNCH();
+    return 0;
+}
+
 // ---- patchify / unpatchify --------------------------------------------------------------------------
 
 static __global__ void patchify_kernel(const float *__restrict__ x, int C, int F, int H, int W,

@@ -59,6 +59,21 @@ int ast_cuda_f32_to_bf16(const float *src, ast_bf16 *dst, int64_t n, cudaStream_
 /* x[r, c] = gelu_tanh(x[r, c]) in place, r < M, c < N (bf16, fp32 math). */
 int ast_cuda_gelu_tanh_bf16(ast_bf16 *x, int M, int N, int ldx, cudaStream_t s);
 
+/* ---- strided copies ------------------------------------------------------------------------ */
+
+/* One 2D copy: rows of width bytes, row i from src + i·spitch to dst + i·dpitch (bytes). */
+typedef struct {
+    void *dst;
+    const void *src;
+    int64_t dpitch, spitch, width, rows;
+} ast_copy2d;
+enum { AST_COPY2D_MAX = 48 }; // 3 per rank for AST_MAX_RANKS (16) ranks
+
+/* Up to AST_COPY2D_MAX independent 2D copies in one kernel launch (16-byte moves where the
+ * widths, pitches and addresses allow). The sequence-parallel packing: cudaMemcpy2DAsync of
+ * thousands of 1.5 KB rows ran far below the memory bandwidth. Copies must not overlap. */
+int ast_cuda_copy2d(const ast_copy2d *c, int n, cudaStream_t s);
+
 /* ---- normalisation ---------------------------------------------------------------------- */
 
 /* y[r] = LN(x[row(r)]) [* w + b] [* (1 + scale) + shift], row(r) = rows ? rows[r] : r.

@@ -937,6 +937,36 @@ static void test_topk(ast_rng *rng) {
     ast_cuda_tw_free(tw);
 }
 
+/* Batched 2D copies (the sequence-parallel packing) against the same copies on the host:
+ * 16-byte, 4-byte and 1-byte moves, one empty copy, 20 copies in one launch. */
+static void test_copy2d(ast_rng *rng) {
+    enum { NC = 20, SRC = 1 << 20, DST = 1 << 20 };
+    uint8_t *hs = hmalloc(SRC), *hd = hmalloc(DST), *got = hmalloc(DST);
+    for (int i = 0; i < SRC; i++) hs[i] = (uint8_t)ast_rng_below(rng, 256);
+    memset(hd, 0x5A, DST);
+    uint8_t *ds = dalloc(SRC), *dd = dalloc(DST);
+    h2d(ds, hs, SRC);
+    h2d(dd, hd, DST);
+    ast_copy2d c[NC];
+    int64_t doff = 0;
+    for (int i = 0; i < NC; i++) { /* disjoint destination regions */
+        const int64_t width = i % 3 == 0 ? 48 * (i + 1) : i % 3 == 1 ? 4 * (2 * i + 1) : 7 + i;
+        const int64_t rows = i == 5 ? 0 : 1 + ast_rng_below(rng, 40);
+        const int64_t spitch = width + 16 * ast_rng_below(rng, 4), dpitch = width + (i % 2) * 32;
+        const int64_t soff = i % 3 == 2 ? 3 : 16 * ast_rng_below(rng, 100);
+        c[i] = (ast_copy2d){dd + doff, ds + soff, dpitch, spitch, width, rows};
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(hd + doff + r * dpitch, hs + soff + r * spitch, (size_t)width);
+        doff += dpitch * (rows + 1);
+        doff = (doff + 15) / 16 * 16;
+    }
+    OP("20 copies", ast_cuda_copy2d(c, NC, 0));
+    d2h(got, dd, DST);
+    CHECK(memcmp(got, hd, DST) == 0, "copy2d: 20 copies in one launch differ from the host copies");
+    free(hs); free(hd); free(got);
+    ast_cuda_free(ds); ast_cuda_free(dd);
+}
+
 /* Every block's selection in one launch from the skip counts (w_α = 0) against the CPU rule
  * (ast_tw_scores without Δ, then ast_tw_topk) per block: 3 blocks with their own skips (one all
  * equal: ties only), skips past the exp cap, k from 0 to n. */
@@ -1115,6 +1145,7 @@ int main(void) {
     test_time_path(&rng);
     test_upload(&rng);
     test_gather_scatter(&rng);
+    test_copy2d(&rng);
     test_sketch(&rng);
     test_topk(&rng);
     test_select_skip(&rng);
