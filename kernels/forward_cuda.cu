@@ -624,7 +624,10 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     if (ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, E1, E0, b->eps, s)) return -1;
     // the unselected rows take their cache on the side stream once LN1 has read x, while this
     // stream computes the selected ones (disjoint rows of x, cache and skip); joined at the end
-    if (gather && st) {
+    if (gather && st && !b->s_reuse) {
+        if (ast_cuda_tw_reuse(N, D, flags_l, b->x, D, st->cache, D, b->p.tw.cache, st->skip, s))
+            return -1;
+    } else if (gather && st) {
         CUDA_TRY(cudaEventRecord(b->ev_fork, s));
         CUDA_TRY(cudaStreamWaitEvent(b->s_reuse, b->ev_fork, 0));
         if (ast_cuda_tw_reuse(N, D, flags_l, b->x, D, st->cache, D, b->p.tw.cache, st->skip,
@@ -698,7 +701,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     // 5. commit the computed rows (with the FFN's gated residual xs + tmp·E5 fused in); the
     // others took their cache on the side stream (after LN1): join it
     PHASE(b, PH_REUSE);
-    if (gather) CUDA_TRY(cudaStreamWaitEvent(s, b->ev_join, 0));
+    if (gather && b->s_reuse) CUDA_TRY(cudaStreamWaitEvent(s, b->ev_join, 0));
     return ast_cuda_tw_commit(K, D, sel, xs, D, b->tmp, D, E5, b->x, D, st->cache, D,
                               b->p.tw.cache, H, b->lse_h,
                               st->lse, b->r, b->sk, use_delta ? st->refsketch : NULL, st->skip,
@@ -918,7 +921,8 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
     cudaError_t e = cudaSetDevice(b->dev);
     if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, b->dev);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking);
-    if (e == cudaSuccess && p->tokenwise) {
+    const char *rs = getenv("ASTRAEA_REUSE_STREAM"); // 0: the reuse on the main stream
+    if (e == cudaSuccess && p->tokenwise && !(rs && !strcmp(rs, "0"))) {
         e = cudaStreamCreateWithFlags(&b->s_reuse, cudaStreamNonBlocking);
         if (e == cudaSuccess) e = cudaEventCreateWithFlags(&b->ev_fork, cudaEventDisableTiming);
         if (e == cudaSuccess) e = cudaEventCreateWithFlags(&b->ev_join, cudaEventDisableTiming);
