@@ -622,18 +622,18 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     // 2. self-attention: K/V for every token, Q for the selected
     PHASE(b, PH_LN);
     if (ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, E1, E0, b->eps, s)) return -1;
-    // the unselected rows take their cache on the side stream once LN1 has read x, while this
-    // stream computes the selected ones (disjoint rows of x, cache and skip); joined at the end
-    if (gather && st && !b->s_reuse) {
-        if (ast_cuda_tw_reuse(N, D, flags_l, b->x, D, st->cache, D, b->p.tw.cache, st->skip, s))
+    // the unselected rows take their cache once LN1 has read x: on the side stream, beside
+    // this stream's compute of the selected rows (disjoint rows of x, cache and skip), joined
+    // before the commit (ASTRAEA_REUSE_STREAM=0: here, on this stream)
+    if (gather && st) {
+        cudaStream_t rs = b->s_reuse ? b->s_reuse : s;
+        if (b->s_reuse) {
+            CUDA_TRY(cudaEventRecord(b->ev_fork, s));
+            CUDA_TRY(cudaStreamWaitEvent(rs, b->ev_fork, 0));
+        }
+        if (ast_cuda_tw_reuse(N, D, flags_l, b->x, D, st->cache, D, b->p.tw.cache, st->skip, rs))
             return -1;
-    } else if (gather && st) {
-        CUDA_TRY(cudaEventRecord(b->ev_fork, s));
-        CUDA_TRY(cudaStreamWaitEvent(b->s_reuse, b->ev_fork, 0));
-        if (ast_cuda_tw_reuse(N, D, flags_l, b->x, D, st->cache, D, b->p.tw.cache, st->skip,
-                              b->s_reuse))
-            return -1;
-        CUDA_TRY(cudaEventRecord(b->ev_join, b->s_reuse));
+        if (b->s_reuse) CUDA_TRY(cudaEventRecord(b->ev_join, rs));
     }
     PHASE(b, PH_QKV);
     ast_bf16 *q = b->qkv, *kk = b->qkv + D, *vv = b->qkv + 2 * D;
