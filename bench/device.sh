@@ -28,7 +28,8 @@ export ASTRAEA_COMMIT=${ASTRAEA_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/n
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 [ -f .devdeps/activate ] && source .devdeps/activate
 B=build-gpu
-# NCCL: the toolkit or system folders, else the PyTorch wheel's (nvidia.nccl), linked under /tmp/nccl (meson refuses one inside the source tree)
+# NCCL: the toolkit or system folders, else the PyTorch wheel's (nvidia.nccl), linked under
+# /tmp/nccl (meson refuses an include folder inside the source tree)
 nccl_opt=""
 if ! ls /usr/local/cuda/include/nccl.h /usr/include/nccl.h >/dev/null 2>&1; then
     d=$(python3 -c 'import nvidia.nccl as n; print(list(n.__path__)[0])' 2>/dev/null)
