@@ -194,6 +194,7 @@ class WanAttention(nn.Module):
         self.o = nn.Linear(dim, dim, **kw)
         self.norm_q = WanRMSNorm(dim, eps, **kw)
         self.norm_k = WanRMSNorm(dim, eps, **kw)
+        self.rope_fn = rope_apply  # the rotation (a trainer may set a faster equivalent)
 
     def forward(self, x, kv, attn_fn, angles=None):
         b, s, n, d = x.shape[0], x.shape[1], self.num_heads, self.head_dim
@@ -201,7 +202,7 @@ class WanAttention(nn.Module):
         k = self.norm_k(self.k(kv)).view(b, kv.shape[1], n, d)
         v = self.v(kv).view(b, kv.shape[1], n, d)
         if angles is not None:
-            q, k = rope_apply(q, angles), rope_apply(k, angles)
+            q, k = self.rope_fn(q, angles), self.rope_fn(k, angles)
         o = attn_fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         o = o.to(q.dtype).transpose(1, 2).reshape(b, s, n * d)
         return self.o(o)

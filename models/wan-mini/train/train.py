@@ -204,8 +204,10 @@ def main(argv=None):
     elif plan_s is None or trained_s >= plan_s - 1.0:
         plan_s = trained_s + budget_s
 
-    if a.fast_rope:
-        modelio.wan_ref.rope_apply = rope_apply_fp32
+    if a.fast_rope:  # this model's attention layers only; the reference module stays as it is
+        for m in model.modules():
+            if isinstance(m, modelio.wan_ref.WanAttention):
+                m.rope_fn = rope_apply_fp32
     fwd = model
     if a.compile and hasattr(torch, "compile"):
         fwd = torch.compile(model)
