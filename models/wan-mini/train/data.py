@@ -219,17 +219,10 @@ _BG_ID = np.array([WORD_ID[c] for c, _, _ in BG_COLOURS])
 _VOWEL = np.array([w[0] in "aeiou" for w in VOCAB])
 
 
-def caption_length(p):
-    """Words in each caption [B] (vectorised; matches len(caption_words))."""
-    obj = 5 + (p["size"] != 1) + (p["speed"] != 1)                          # [B, K]
-    n = obj[:, 0] + 4 + (p["texture"] != 0)
-    return n + np.where(p["n_obj"] > 1, obj[:, 1] + 1, 0)
-
-
-def caption_ids(p):
-    """Token ids of every caption without building strings (vectorised; equals
-    tokenize(" ".join(caption_words(p, i)))): ids [B, TEXT_LEN] with -1 after the last word,
-    lengths [B]."""
+def _caption_slots(p):
+    """Every caption as word-id slots in grammar order: ids [B, S] and present [B, S] (a slot is
+    absent when its attribute is unspoken or its object absent). The vectorised twin of
+    caption_words; caption_length and caption_ids read it."""
     B = len(p["bg"])
     slots = []                                                                 # (ids [B], present [B])
     yes = np.ones(B, bool)
@@ -254,8 +247,19 @@ def caption_ids(p):
                   (bg, yes), (const("background"), yes)])
     for k in range(1, MAX_OBJECTS):
         obj(k, p["n_obj"] > k, True)
-    ids = np.stack([s[0] for s in slots], 1)
-    keep = np.stack([s[1] for s in slots], 1)
+    return np.stack([s[0] for s in slots], 1), np.stack([s[1] for s in slots], 1)
+
+
+def caption_length(p):
+    """Words in each caption [B] (vectorised; matches len(caption_words))."""
+    return _caption_slots(p)[1].sum(1)
+
+
+def caption_ids(p):
+    """Token ids of every caption without building strings (vectorised; equals
+    tokenize(" ".join(caption_words(p, i)))): ids [B, TEXT_LEN] with -1 after the last word,
+    lengths [B]."""
+    ids, keep = _caption_slots(p)
     order = np.argsort(~keep, axis=1, kind="stable")                           # kept slots first
     ids = np.take_along_axis(np.where(keep, ids, -1), order, 1)[:, :TEXT_LEN]
     lens = keep.sum(1)
