@@ -14,3 +14,15 @@ wait_evals() {
     done
     return 1
 }
+
+# evals_while PID DB N: waits while PID runs until run 1 in DB has N committed evaluations;
+# 0 once it has, 1 if PID ended first (the kill loops: a signal lands after k/5 of the work)
+evals_while() {
+    local n
+    while kill -0 "$1" 2>/dev/null; do
+        n=$(evals_of "$2")
+        [ -n "$n" ] && [ "$n" -ge "$3" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}

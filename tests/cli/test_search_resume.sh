@@ -18,7 +18,7 @@ fails=0; checks=0
 ok()  { checks=$((checks+1)); echo "ok   $1"; }
 bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
 S=$B/astraea-search
-. "$(dirname "$0")/search_lib.sh" # wait_evals
+. "$(dirname "$0")/search_lib.sh" # evals_of, evals_while, wait_evals
 E=$B/astraea-export
 
 # The fields of an exported best profile that must match between two runs of one search.
@@ -45,17 +45,14 @@ resume_case() {
     t1=$(date +%s%N)
     ms=$(( (t1 - t0) / 1000000 ))
     local total; total=$(evals_of "$T/$name-a.db")
-    local kills=0 rc i at need=2 target n
+    local kills=0 rc i at need=2 target
     [ "${KILL_BY:-time}" = evals ] && need=4
     for i in 0 1 2 3 4; do
         $S "$@" --db "$T/$name-b.db" --quiet >"$T/log" 2>&1 &
         local pid=$!
         if [ "${KILL_BY:-time}" = evals ]; then
             target=$(( total * i / 5 ))
-            while kill -0 $pid 2>/dev/null; do
-                n=$(evals_of "$T/$name-b.db"); [ -n "$n" ] && [ "$n" -ge "$target" ] && break
-                sleep 0.1
-            done
+            evals_while $pid "$T/$name-b.db" "$target"
             at=$(( RANDOM % 400 ))
         else
             at=$(( ms / 20 + RANDOM % (ms / 5 + 1) )) # early: five sessions share one run

@@ -19,7 +19,7 @@ fails=0; checks=0
 ok()  { checks=$((checks+1)); echo "ok   $1"; }
 bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
 S=$B/astraea-search
-. "$(dirname "$0")/search_lib.sh" # wait_evals
+. "$(dirname "$0")/search_lib.sh" # evals_of, evals_while, wait_evals
 D=$B/tests/search_dump
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -61,10 +61,7 @@ kill_case() {
         $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1 &
         pid=$!
         if [ "${KILL_BY:-time}" = evals ]; then
-            while kill -0 $pid 2>/dev/null; do
-                n=$(evals_of "$T/$name-k.db"); [ -n "$n" ] && [ "$n" -ge "$target" ] && break
-                sleep 0.05
-            done
+            evals_while $pid "$T/$name-k.db" "$target"
             at=$(( RANDOM % 100 ))
         else
             at=$(( ms3 / 10 + RANDOM % (ms3 * 5 / 10 + 1) ))
