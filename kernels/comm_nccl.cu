@@ -38,25 +38,21 @@ static int nccl_alltoallv(ast_comm *c, int rank, const void *send, const int64_t
     ncclComm_t comm = n->comms[rank];
     NCCL_TRY(ncclGroupStart(), "starting a sequence-parallel exchange");
     for (int j = 0; j < c->size; j++) {
-        if (scount[j] > 0) {
-            ncclResult_t r = ncclSend((const char *)send + sdispl[j] * elem_bytes,
-                                      (size_t)(scount[j] * elem_bytes), ncclInt8, j, comm, s);
-            if (r != ncclSuccess) {
-                ncclGroupEnd();
-                return ast_fail("ncclSend of %lld bytes from rank %d to rank %d failed: %s",
-                                (long long)(scount[j] * elem_bytes), rank, j,
-                                ncclGetErrorString(r));
-            }
+        ncclResult_t r = ncclSuccess;
+        const char *op = "ncclSend";
+        int64_t bytes = scount[j] * elem_bytes;
+        if (scount[j] > 0)
+            r = ncclSend((const char *)send + sdispl[j] * elem_bytes, (size_t)bytes, ncclInt8, j,
+                         comm, s);
+        if (r == ncclSuccess && rcount[j] > 0) {
+            op = "ncclRecv", bytes = rcount[j] * elem_bytes;
+            r = ncclRecv((char *)recv + rdispl[j] * elem_bytes, (size_t)bytes, ncclInt8, j, comm,
+                         s);
         }
-        if (rcount[j] > 0) {
-            ncclResult_t r = ncclRecv((char *)recv + rdispl[j] * elem_bytes,
-                                      (size_t)(rcount[j] * elem_bytes), ncclInt8, j, comm, s);
-            if (r != ncclSuccess) {
-                ncclGroupEnd();
-                return ast_fail("ncclRecv of %lld bytes on rank %d from rank %d failed: %s",
-                                (long long)(rcount[j] * elem_bytes), rank, j,
-                                ncclGetErrorString(r));
-            }
+        if (r != ncclSuccess) {
+            ncclGroupEnd();
+            return ast_fail("%s of %lld bytes between rank %d and rank %d failed: %s", op,
+                            (long long)bytes, rank, j, ncclGetErrorString(r));
         }
     }
     NCCL_TRY(ncclGroupEnd(), "a sequence-parallel exchange");
