@@ -26,3 +26,12 @@ evals_while() {
     done
     return 1
 }
+
+# kill9_after MS PID: SIGKILL to PID after MS milliseconds; 0 if the kill ended it (exit 137),
+# 1 if it had already finished
+kill9_after() {
+    sleep "$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))"
+    kill -9 "$2" 2>/dev/null
+    wait "$2" 2>/dev/null
+    [ $? -eq 137 ]
+}

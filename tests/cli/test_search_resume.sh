@@ -18,7 +18,7 @@ fails=0; checks=0
 ok()  { checks=$((checks+1)); echo "ok   $1"; }
 bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
 S=$B/astraea-search
-. "$(dirname "$0")/search_lib.sh" # evals_of, evals_while, wait_evals
+. "$(dirname "$0")/search_lib.sh" # evals_of, evals_while, kill9_after, wait_evals
 E=$B/astraea-export
 
 # The fields of an exported best profile that must match between two runs of one search.
@@ -57,10 +57,7 @@ resume_case() {
         else
             at=$(( ms / 20 + RANDOM % (ms / 5 + 1) )) # early: five sessions share one run
         fi
-        sleep "$((at / 1000)).$(printf '%03d' $((at % 1000)))"
-        kill -9 $pid 2>/dev/null
-        wait $pid 2>/dev/null; rc=$?
-        [ $rc -eq 137 ] && kills=$((kills+1))
+        kill9_after $at $pid && kills=$((kills+1))
     done
     $S "$@" --db "$T/$name-b.db" --quiet >"$T/log" 2>&1; rc=$?
     if [ $rc -ne 0 ]; then bad "$name: resumed search exit $rc: $(tail -3 "$T/log")"; return; fi
@@ -74,8 +71,7 @@ resume_case() {
     fi
     # the evaluation count is the same too (no evaluation lost or doubled)
     local ea eb
-    ea=$($S --db "$T/$name-a.db" --list | awk 'NR==2 {print $9}')
-    eb=$($S --db "$T/$name-b.db" --list | awk 'NR==2 {print $9}')
+    ea=$(evals_of "$T/$name-a.db"); eb=$(evals_of "$T/$name-b.db")
     if [ -n "$ea" ] && [ "$ea" = "$eb" ]; then ok "$name: $ea evaluations in both"; else bad "$name: evaluations $ea vs $eb"; fi
 }
 

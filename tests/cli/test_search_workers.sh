@@ -19,7 +19,7 @@ fails=0; checks=0
 ok()  { checks=$((checks+1)); echo "ok   $1"; }
 bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
 S=$B/astraea-search
-. "$(dirname "$0")/search_lib.sh" # evals_of, evals_while, wait_evals
+. "$(dirname "$0")/search_lib.sh" # evals_of, evals_while, kill9_after, wait_evals
 D=$B/tests/search_dump
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -66,10 +66,7 @@ kill_case() {
         else
             at=$(( ms3 / 10 + RANDOM % (ms3 * 5 / 10 + 1) ))
         fi
-        sleep "$((at / 1000)).$(printf '%03d' $((at % 1000)))"
-        kill -9 $pid 2>/dev/null
-        wait $pid 2>/dev/null; rc=$?
-        [ $rc -eq 137 ] && landed=$((landed+1))
+        kill9_after $at $pid && landed=$((landed+1))
     done
     $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1; rc=$?
     if [ $rc -ne 0 ]; then bad "$name: resumed 3-worker run exit $rc: $(tail -3 "$T/log")"; return; fi
