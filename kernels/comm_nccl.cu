@@ -27,7 +27,6 @@
 typedef struct {
     ast_comm base;
     ncclComm_t comms[AST_MAX_RANKS];
-    int devices[AST_MAX_RANKS];
 } comm_nccl;
 
 static int nccl_alltoallv(ast_comm *c, int rank, const void *send, const int64_t *scount,
@@ -96,8 +95,7 @@ extern "C" int ast_comm_nccl_create(int P, const int *devices, ast_comm **out) {
     setenv("NCCL_NVLS_ENABLE", "0", 0); // keep NVLink multicast off unless the user chose
     comm_nccl *n = (comm_nccl *)ast_calloc(1, sizeof *n, "the NCCL group");
     if (!n) return -1;
-    memcpy(n->devices, devices, sizeof(int) * P);
-    ncclResult_t r = ncclCommInitAll(n->comms, P, n->devices);
+    ncclResult_t r = ncclCommInitAll(n->comms, P, devices);
     if (r != ncclSuccess) {
         free(n);
         return ast_fail("ncclCommInitAll over %d GPUs failed: %s; check the GPUs with "

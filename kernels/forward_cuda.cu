@@ -115,6 +115,7 @@ typedef struct {
 
 typedef struct {
     int branch, K;
+    int64_t Ktot;           // every rank's rows: the exchange sizes captured with NCCL
     cudaGraphExec_t exec;   // NULL: seen once, not captured yet
 } graph_entry;
 
@@ -445,7 +446,7 @@ static int alloc_scratch(cuda_backend *b) {
              ALLOC(b->xkv_recv, Nt * 2 * W, "sequence-parallel buffers") &&
              ALLOC(b->xo_all, Nt * W, "sequence-parallel buffers") &&
              ALLOC(b->xo_recv, N * D, "sequence-parallel buffers");
-        if (ok && tw)
+        if (ok && tw && b->p.tw.w_alpha != 0) // the LSE travels only when the score reads it
             ok = ALLOC(b->lse_all, Nt * Hg, "sequence-parallel buffers") &&
                  ALLOC(b->lse_send, Nt * Hg, "sequence-parallel buffers");
     }
@@ -610,6 +611,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     // 1. selection (without Δ every block's was made before the first: forward_body)
     PHASE(b, PH_SELECT);
     const int use_delta = b->p.tw.w_alpha != 0; // Δ (and so the sketch) enters the score
+    const int want_lse = st && use_delta;       // so does the LSE: without Δ nobody reads it
     if (st && use_delta && ast_cuda_tw_sketch(N, D, b->r, b->x, D, b->w.proj, b->sk, s))
         return -1;
     if (gather && use_delta) {
@@ -657,10 +659,10 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         return -1;
     PHASE(b, PH_ATTN);
     if (b->sh.size > 1) {
-        if (b->allgather ? sp_attention_allgather(b, K, q, kk, st != NULL)
-                         : sp_attention(b, K, q, kk, vv, st != NULL))
+        if (b->allgather ? sp_attention_allgather(b, K, q, kk, want_lse)
+                         : sp_attention(b, K, q, kk, vv, want_lse))
             return -1;
-    } else if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D, st ? b->lse_h : NULL,
+    } else if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D, want_lse ? b->lse_h : NULL,
                                   K, N, H, hd, b->scale, s)) {
         return -1;
     }
@@ -703,7 +705,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     PHASE(b, PH_REUSE);
     if (gather && b->s_reuse) CUDA_TRY(cudaStreamWaitEvent(s, b->ev_join, 0));
     return ast_cuda_tw_commit(K, D, sel, xs, D, b->tmp, D, E5, b->x, D, st->cache, D,
-                              b->p.tw.cache, H, b->lse_h,
+                              b->p.tw.cache, H, want_lse ? b->lse_h : NULL,
                               st->lse, b->r, b->sk, use_delta ? st->refsketch : NULL, st->skip,
                               s);
 }
@@ -776,18 +778,23 @@ static int forward_body(cuda_backend *b, int branch, int K) {
     return 0;
 }
 
-// Runs forward_body through the graph of (branch, K): eager the first time, captured the
-// second, replayed after. A capture that fails turns graphs off and runs eagerly.
+// Runs forward_body through the graph of (branch, K, Ktot): eager the first time, captured the
+// second, replayed after. Ktot (all ranks' rows) is part of the key: with uneven shards two
+// budgets can give this rank the same K and a peer another, and the captured exchange sizes
+// must match the peers'. A capture that fails turns graphs off and runs eagerly.
 static int forward_graph(cuda_backend *b, int branch, int K) {
     if (!b->graphs_on) return forward_body(b, branch, K);
+    const int64_t Ktot = b->plan.kfirst[b->sh.size - 1] + b->plan.k[b->sh.size - 1];
     graph_entry *ge = NULL;
     for (int i = 0; i < b->n_graphs; i++)
-        if (b->graphs[i].branch == branch && b->graphs[i].K == K) ge = &b->graphs[i];
+        if (b->graphs[i].branch == branch && b->graphs[i].K == K && b->graphs[i].Ktot == Ktot)
+            ge = &b->graphs[i];
     if (!ge) {
         if (b->n_graphs < MAX_GRAPHS) {
             ge = &b->graphs[b->n_graphs++];
             ge->branch = branch;
             ge->K = K;
+            ge->Ktot = Ktot;
             ge->exec = NULL;
         }
         return forward_body(b, branch, K); // first sight (or no room): eager
@@ -822,10 +829,9 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
     const int N = b->N;
     if (!br->has_context)
         return ast_fail("internal: forward on CFG branch %d before its context was set", branch);
-    int K = N;
     const int tw = br->blocks && !dense && br->has_state;
-    if (tw) K = ast_budget_tokens(theta, N);
     ast_shard_plan_rows(&b->plan, tw, theta); // every rank's rows: the same rule on every rank
+    const int K = (int)b->plan.k[b->sh.rank];
     CUDA_TRY(cudaSetDevice(b->dev));
     const size_t nin = (size_t)c->in_dim * b->p.frames * b->p.height * b->p.width;
     const size_t nout = (size_t)c->out_dim * b->p.frames * b->p.height * b->p.width;
@@ -838,6 +844,7 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
     if (forward_graph(b, branch, K)) {
         ast_error_prefix("CUDA forward (branch %d, %d of %d tokens)", branch, K, N);
         cudaStreamSynchronize(b->s);
+        if (b->s_reuse) cudaStreamSynchronize(b->s_reuse); // a reuse forked before the failure
         return -1;
     }
     if (b->sh.rank > 0) { // rank 0 gathered this shard's rows and writes the whole output

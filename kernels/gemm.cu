@@ -169,7 +169,7 @@ static int entry_init(ast_gemm *g, gemm_entry *e, const gemm_key *k, const void 
     e->algo = res[0].algo;
     for (int i = 0; i < nres; i++) e->cand[i] = res[i].algo;
     e->n_cand = nres;
-    e->tuned = nres < 2;
+    e->tuned = nres < 2 || k->acc; // accumulating GEMMs keep the first pick (tuning overwrites y)
     return 0;
 }
 
@@ -227,7 +227,7 @@ static int tune_entry(ast_gemm *g, gemm_entry *e, const void *w, const void *x, 
     pthread_mutex_lock(&tune_mu);
     int pick = tune_find(dev, &e->key);
     pthread_mutex_unlock(&tune_mu);
-    if (pick < 0 || pick >= e->n_cand) {
+    if (pick < 0) { // same device and key: the same heuristic list, so the index carries over
         const int mine = tune_time(g, e, w, x, y, stream);
         if (mine < 0) return -1; // a CUDA call failed while timing (error set)
         pthread_mutex_lock(&tune_mu);
@@ -245,7 +245,7 @@ static int tune_entry(ast_gemm *g, gemm_entry *e, const void *w, const void *x, 
         }
         pthread_mutex_unlock(&tune_mu);
     }
-    e->algo = e->cand[pick < e->n_cand ? pick : 0];
+    e->algo = e->cand[pick];
     e->tuned = 1;
     return 0;
 }
@@ -306,7 +306,7 @@ int ast_gemm_run(ast_gemm *g, int M, int N, int K, const ast_bf16 *x, int ldx, c
     if (k.epi != AST_GEMM_EPI_NONE)
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                   &bias, sizeof bias));
-    if (!e->tuned && !accumulate && tune_entry(g, e, w, x, y, stream)) return -1;
+    if (!e->tuned && tune_entry(g, e, w, x, y, stream)) return -1;
     const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
     CUBLAS_TRY(cublasLtMatmul(g->lt, e->desc, &alpha, w, e->la, x, e->lb, &beta, y, e->lc, y,
                               e->lc, &e->algo, g->ws, GEMM_WORKSPACE_BYTES, stream));

@@ -163,6 +163,12 @@ struct skip_table {
     float v[AST_SKIP_EXP_CAP + 1];
 };
 
+// w_β·exp(min(skip, cap)): the skip term of the score, as the CPU rule.
+static __device__ __forceinline__ float skip_score(const skip_table &tab, int32_t skip) {
+    const int s = skip < AST_SKIP_EXP_CAP ? skip : AST_SKIP_EXP_CAP;
+    return tab.v[s < 0 ? 0 : s];
+}
+
 static skip_table skip_table_of(const ast_tokenwise_opts *o) {
     skip_table tab;
     for (int i = 0; i <= AST_SKIP_EXP_CAP; i++) tab.v[i] = o->w_beta * expf((float)i);
@@ -211,13 +217,13 @@ static __global__ void __launch_bounds__(SCORE_THREADS)
     __syncthreads();
     const float inv_mean = inv_mean_s;
     for (int i = tid; i < n; i += SCORE_THREADS) {
-        const int s = skip[i] < AST_SKIP_EXP_CAP ? skip[i] : AST_SKIP_EXP_CAP;
         // (w_α · lse) · (Δ · inv_mean) + w_β·exp(s), each operation rounded as in C; with no Δ
         // (w_α = 0) just w_β·exp(s), as the CPU rule
+        const float sk = skip_score(tab, skip[i]);
         const float v =
             delta ? __fadd_rn(__fmul_rn(__fmul_rn(w_alpha, lse[i]), __fmul_rn(delta[i], inv_mean)),
-                              tab.v[s < 0 ? 0 : s])
-                  : tab.v[s < 0 ? 0 : s];
+                              sk)
+                  : sk;
         // NaN -> all-ones bits: the smallest key of a descending float radix sort (sorted last)
         scores[i] = isnan(v) ? __int_as_float(-1) : v;
     }
@@ -294,8 +300,7 @@ struct skip_keys {
     const int32_t *__restrict__ skip;
     skip_table tab;
     __device__ unsigned operator()(int i) const {
-        const int v = skip[i] < AST_SKIP_EXP_CAP ? skip[i] : AST_SKIP_EXP_CAP;
-        return tk_key(tab.v[v < 0 ? 0 : v]); // as score_kernel without Δ
+        return tk_key(skip_score(tab, skip[i])); // as score_kernel without Δ
     }
 };
 
