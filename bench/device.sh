@@ -44,13 +44,13 @@ train_pid=""
 broken=""   # set when setup/build failed: the phases that need the build are skipped
 for phase in "$@"; do
     echo "=== $phase ($(date +%T))"
-    case $phase in test|testgpu|sanitize|bench|attn|multigpu|phases) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
+    case $phase in test|testgpu|sanitize|bench|attn|multigpu|mgphases|phases) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
     case $phase in
     setup)
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
         [ -f $B/build.ninja ] || meson setup $B -Dcuda=enabled $nccl_opt --buildtype=release >"$OUT/setup.log" 2>&1 \
             || { tail -40 "$OUT/setup.log"; broken=1; }
-        grep -E "CUDA backend|NCCL" "$OUT/setup.log";;
+        grep -E "CUDA backend|NCCL" "$OUT/setup.log" 2>/dev/null;;
     build)
         [ -n "$broken" ] && continue
         ninja -C $B >"$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; broken=1; continue; }

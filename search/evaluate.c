@@ -221,9 +221,9 @@ int ast_evaluator_engine(const ast_search_config *c, ast_evaluator **out) {
         }
         ep->tw.cache = strcmp(c->cache, "output") == 0 ? AST_CACHE_OUTPUT : AST_CACHE_RESIDUAL;
     }
+    if (c->gpus_per_eval > 1) ep->tw.select_segments = c->gpus_per_eval; // as the ranks select
     ev->has_tokenwise = 1;
     ev->tokenwise = ep->tw;
-    if (c->gpus_per_eval > 1) ev->tokenwise.select_segments = c->gpus_per_eval;
     snprintf(ev->model_id, sizeof ev->model_id, "%s", mc->model_id);
     snprintf(ev->checkpoint_hash, sizeof ev->checkpoint_hash, "%s", e->model->hash);
     ev->channels = mc->out_dim;

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+enum { BUSY_TIMEOUT_MS = 10000 }; /* how long a connection waits for another's lock */
+
 struct ast_store {
     sqlite3 *db;
     char *path;
@@ -406,7 +408,7 @@ static int store_open(const char *path, int readonly, int target, ast_store **ou
         goto fail;
     }
     if (sqlite3_extended_result_codes(s->db, 1) != SQLITE_OK ||
-        sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK) {
+        sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS) != SQLITE_OK) {
         db_fail(s, sqlite3_errcode(s->db), "configuring the connection");
         goto fail;
     }
@@ -474,7 +476,8 @@ static int store_open(const char *path, int readonly, int target, ast_store **ou
         for (int tries = 0;; tries++) {
             rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", journal_mode_row, mode, NULL);
             if (rc == SQLITE_OK) break;
-            if (((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) && tries < 200) {
+            if (((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) &&
+                tries < BUSY_TIMEOUT_MS / 50) {
                 struct timespec ts = {0, 50 * 1000 * 1000};
                 nanosleep(&ts, NULL);
                 continue;

@@ -52,10 +52,6 @@ int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, const
 int ast_cuda_backend_create(const ast_model *m, const ast_engine_params *p, const ast_shard *sh,
                             void **impl, const ast_backend_vtable **vt);
 
-/* Head output rows y [count, pt·ph·pw·out_dim] of tokens [n0, n0 + count) -> their pixels of
- * out [out_dim, F, H, W] (wan21.md §1.5); the other pixels are left as they are. */
-void ast_unpatchify_rows(const ast_wan_config *c, int F, int H, int W, int64_t n0,
-                         int64_t count, const float *y, float *out);
 /* Number of usable CUDA devices; 0 with a reason ("built without CUDA", "no CUDA device:
  * cudaGetDeviceCount returned ...") written into reason. */
 int ast_cuda_device_count(char *reason, size_t reason_len);

@@ -130,8 +130,9 @@ static void patchify(const cpu_backend *b, const float *x, float *patches) {
     }
 }
 
-/* backend.h: head rows of tokens [n0, n0 + count) -> their pixels of out (wan21.md §1.5). */
-void ast_unpatchify_rows(const ast_wan_config *c, int F, int Hh, int Ww, int64_t n0,
+/* Head output rows y [count, pt·ph·pw·out_dim] of tokens [n0, n0 + count) -> their pixels of
+ * out [out_dim, F, H, W] (wan21.md §1.5); the other pixels are left as they are. */
+static void unpatchify_rows(const ast_wan_config *c, int F, int Hh, int Ww, int64_t n0,
                          int64_t count, const float *y, float *out) {
     int pt = c->patch[0], ph = c->patch[1], pw = c->patch[2], C = c->out_dim;
     int gh = Hh / ph, gw = Ww / pw, Py = pt * ph * pw * C;
@@ -293,7 +294,7 @@ static int sp_attention_allgather(cpu_backend *b, int K, float scale) {
     return 0;
 }
 
-static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense) {
+static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K) {
     const ast_wan_config *c = &b->m->cfg;
     const ast_wan_block *w = &b->m->w.blocks[l];
     const int N = b->N, D = b->D, H = b->H, hd = b->hd;
@@ -388,7 +389,6 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K, int dense
                 memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r,
                        sizeof(float) * b->r);
         }
-        (void)dense;
         return 0;
     }
     /* unselected tokens: reuse the cache (work[] marks the selected) */
@@ -459,7 +459,7 @@ static int cpu_forward_rank(cpu_backend *b, int branch, const float *xin, float 
                  D, AST_EPI_NONE, 0);
     time_embed(b, t);
     for (int l = 0; l < c->num_layers; l++)
-        if (block_forward(b, br, l, K, dense)) {
+        if (block_forward(b, br, l, K)) {
             ast_error_prefix("block %d of %d", l, c->num_layers);
             return -1;
         }
@@ -470,7 +470,7 @@ static int cpu_forward_rank(cpu_backend *b, int branch, const float *xin, float 
     for (int i = 0; i < 2 * D; i++) hmod[i] = w->head_mod[i] + b->e[i % D];
     ast_cpu_layernorm(N, D, b->x, D, b->h, D, NULL, NULL, hmod + D, hmod, c->eps);
     linear(N, b->h, D, &w->head_w, w->head_b, b->headout, (int)w->head_w.shape[0], AST_EPI_NONE);
-    ast_unpatchify_rows(c, b->p.frames, b->p.height, b->p.width, b->n0, N, b->headout, out);
+    unpatchify_rows(c, b->p.frames, b->p.height, b->p.width, b->n0, N, b->headout, out);
     if (info) {
         info->tokens = N;
         info->computed = K;

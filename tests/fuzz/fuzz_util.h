@@ -30,7 +30,6 @@ static void fz_cleanup(void) {
     if (fz_dir[0]) lt_rmtree(fz_dir);
 }
 
-/* A fresh folder in /dev/shm (cheap writes) or $TMPDIR or /tmp, removed at exit. */
 /* The fuzzer's input as a NUL-terminated string (free it). */
 static inline char *fz_cstr(const uint8_t *data, size_t size) {
     char *text = malloc(size + 1);
@@ -40,6 +39,7 @@ static inline char *fz_cstr(const uint8_t *data, size_t size) {
     return text;
 }
 
+/* A fresh folder in /dev/shm (cheap writes) or $TMPDIR or /tmp, removed at exit. */
 static inline void fz_tmpdir(char *out, size_t len, const char *tag) {
     struct stat st;
     const char *base = getenv("TMPDIR");
