@@ -50,7 +50,8 @@ same_case() {
 # kill_case NAME KILLS ARGS...: with 3 workers, SIGKILL KILLS times, then the same command to the
 # end: equal to NAME-1.db. With KILL_BY=evals (the real engine) the k-th kill (k = 1..KILLS) waits
 # until k/(KILLS+1) of the reference's evaluations are committed (read from the DB), then a
-# random 0-100 ms: mid-run on any machine; else (the synthetic stand-in, whose whole run is
+# random 0-100 ms (if the run ended first, it is started over and killed at once at an earlier
+# count): mid-run on any machine; else (the synthetic stand-in, whose whole run is
 # shorter than a DB poll) at a random moment within 10-60% of the 3-worker run's duration.
 kill_case() {
     local name=$1 kills=$2; shift 2
@@ -66,7 +67,19 @@ kill_case() {
         else
             at=$(( ms3 / 10 + RANDOM % (ms3 * 5 / 10 + 1) ))
         fi
-        kill9_after $at $pid && landed=$((landed+1))
+        if kill9_after $at $pid; then
+            landed=$((landed+1))
+        elif [ "${KILL_BY:-time}" = evals ]; then
+            # a fast machine finished the run between the DB poll and the kill (this DB is
+            # now complete): start the killed run over and kill at the poll itself, earlier
+            for retry in 1 2 3; do
+                rm -f "$T/$name-k.db" "$T/$name-k.db-wal" "$T/$name-k.db-shm"
+                $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1 &
+                pid=$!
+                evals_while $pid "$T/$name-k.db" $(( target / (retry + 1) ))
+                kill9_after 0 $pid && { landed=$((landed+1)); break; }
+            done
+        fi
     done
     $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1; rc=$?
     if [ $rc -ne 0 ]; then bad "$name: resumed 3-worker run exit $rc: $(tail -3 "$T/log")"; return; fi
