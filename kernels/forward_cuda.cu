@@ -128,6 +128,7 @@ typedef struct {
     cudaStream_t s;
     cudaStream_t s_reuse;     // token-wise: the reuse of cached rows, beside the block's compute
     cudaEvent_t ev_fork, ev_join;
+    cudaEvent_t ev_t0, ev_t1;  // timing: the forward between the input and output copies
     ast_gemm *gemm;
     ast_cuda_tw *tw;          // selection scratch (token-wise engines)
     int N, gf, gh, gw, D, H, hd, Fd, Lt, P, Py, r, layers;
@@ -388,6 +389,8 @@ static void cuda_destroy(void *impl) {
     ast_gemm_free(b->gemm);
     if (b->ev_fork) cudaEventDestroy(b->ev_fork);
     if (b->ev_join) cudaEventDestroy(b->ev_join);
+    if (b->ev_t0) cudaEventDestroy(b->ev_t0);
+    if (b->ev_t1) cudaEventDestroy(b->ev_t1);
     if (b->s_reuse) cudaStreamDestroy(b->s_reuse);
     if (b->s) cudaStreamDestroy(b->s);
     free(b);
@@ -840,6 +843,7 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
     CUDA_TRY(cudaMemcpyAsync(b->lat_in, b->pin_in, sizeof(float) * nin, cudaMemcpyHostToDevice,
                              b->s));
     CUDA_TRY(cudaMemcpyAsync(b->t, b->pin_t, sizeof(float), cudaMemcpyHostToDevice, b->s));
+    CUDA_TRY(cudaEventRecord(b->ev_t0, b->s));
     if (b->phases) ast_phase_begin(b->phases);
     if (forward_graph(b, branch, K)) {
         ast_error_prefix("CUDA forward (branch %d, %d of %d tokens)", branch, K, N);
@@ -847,6 +851,7 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
         if (b->s_reuse) cudaStreamSynchronize(b->s_reuse); // a reuse forked before the failure
         return -1;
     }
+    CUDA_TRY(cudaEventRecord(b->ev_t1, b->s));
     if (b->sh.rank > 0) { // rank 0 gathered this shard's rows and writes the whole output
         CUDA_TRY(cudaStreamSynchronize(b->s));
     } else {
@@ -858,8 +863,11 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
     if (b->phases && ast_phase_collect(b->phases, K)) return -1;
     if (br->blocks) br->has_state = 1;
     if (info) {
+        float dev_ms = 0.f;
+        CUDA_TRY(cudaEventElapsedTime(&dev_ms, b->ev_t0, b->ev_t1));
         info->tokens = N;
         info->computed = K;
+        info->device_ms = dev_ms;
     }
     return 0;
 }
@@ -928,6 +936,8 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
     cudaError_t e = cudaSetDevice(b->dev);
     if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, b->dev);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaEventCreate(&b->ev_t0);
+    if (e == cudaSuccess) e = cudaEventCreate(&b->ev_t1);
     const char *rs = getenv("ASTRAEA_REUSE_STREAM"); // 0: the reuse on the main stream
     if (e == cudaSuccess && p->tokenwise && !(rs && !strcmp(rs, "0"))) {
         e = cudaStreamCreateWithFlags(&b->s_reuse, cudaStreamNonBlocking);

@@ -67,6 +67,10 @@ typedef struct {
     int tokens;              /* N */
     int computed;            /* K = tokens computed in each block this forward */
     double extra_state_bytes;/* token-wise state held by this engine (all blocks, branches) */
+    double device_ms;        /* CUDA: the forward on the GPU, from the input there to the output
+                                there (events on rank 0's stream; the host copies of the latent
+                                excluded, as a PyTorch forward on GPU tensors is timed); 0 on the
+                                CPU backend */
 } ast_forward_info;
 
 int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine **out);

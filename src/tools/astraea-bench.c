@@ -41,23 +41,50 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median ms of `repeats` forwards at theta (after warm-up; the first forward after reset is dense
+/* One timing point: medians over the timed repeats, in ms. */
+typedef struct {
+    double ms;     /* the forward as the PyTorch peer's is timed (bench/pytorch_forward.py: CUDA
+                      events around the model call on GPU tensors): the backend's device time
+                      (ast_forward_info.device_ms), or api_ms where it reports none (CPU) */
+    double api_ms; /* wall time of ast_engine_forward: the host copies of the latent included */
+} fwd_time;
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+/* Medians of `repeats` forwards at theta (after warm-up; the first forward after reset is dense
  * and fills the caches). */
 static int time_forward(ast_engine *e, const float *x, float *y, float theta, int repeats,
-                        double *median_ms) {
-    double ms[64];
+                        fwd_time *out) {
+    double wall[64], dev[64];
+    int have_dev = 1;
     if (repeats > 64) repeats = 64;
     ast_engine_reset(e);
     for (int w = 0; w < 2; w++)
         if (ast_engine_forward(e, 0, x, 500.0f, w == 0 ? 1.0f : theta, y, NULL)) return -1;
     for (int r = 0; r < repeats; r++) {
+        ast_forward_info info;
         double t0 = ast_now_sec();
-        if (ast_engine_forward(e, 0, x, 500.0f, theta, y, NULL)) return -1;
-        ms[r] = 1e3 * (ast_now_sec() - t0);
+        if (ast_engine_forward(e, 0, x, 500.0f, theta, y, &info)) return -1;
+        wall[r] = 1e3 * (ast_now_sec() - t0);
+        dev[r] = info.device_ms;
+        have_dev &= info.device_ms > 0;
     }
-    qsort(ms, (size_t)repeats, sizeof *ms, cmp_double);
-    *median_ms = ms[repeats / 2];
+    out->api_ms = median(wall, repeats);
+    out->ms = have_dev ? median(dev, repeats) : out->api_ms;
     return 0;
+}
+
+/* The top-level note on what the times mean, in every results file this tool writes. */
+static void add_timing_note(cJSON *root) {
+    cJSON_AddStringToObject(root, "timing",
+                            "ms: median forward time on the GPU, from the input on the GPU to "
+                            "the output on the GPU (CUDA events), the boundary at which the "
+                            "PyTorch peer is timed; api_ms: median wall time of "
+                            "ast_engine_forward, the host copies of the latent included (on the "
+                            "CPU backend both are the wall time)");
 }
 
 static cJSON *peer_for(cJSON *peers, int tokens) {
@@ -147,15 +174,17 @@ static int bench_multigpu(const mg_spec *s, cJSON *points, const char *label) {
             float *x = NULL, *y = NULL;
             int rc = bench_inputs(e, F, H, W, &x, &y);
             for (int ti = 0; !rc && ti < s->nthetas; ti++) {
-                double ms;
-                rc = time_forward(e, x, y, (float)s->thetas[ti], s->repeats, &ms);
+                fwd_time ft;
+                rc = time_forward(e, x, y, (float)s->thetas[ti], s->repeats, &ft);
                 if (rc) break;
+                const double ms = ft.ms;
                 if (P == 1 && s->thetas[ti] >= 1.0) base = ms;
                 cJSON *row = cJSON_CreateObject();
                 cJSON_AddNumberToObject(row, "gpus", P);
                 cJSON_AddNumberToObject(row, "tokens", N);
                 add_num(row, "theta", s->thetas[ti]);
                 add_num(row, "ms", ms);
+                add_num(row, "api_ms", ft.api_ms);
                 add_num(row, "speedup_vs_1gpu_dense", base / ms);
                 cJSON_AddStringToObject(row, "device", label);
                 cJSON_AddItemToArray(points, row);
@@ -307,6 +336,7 @@ int main(int argc, char **argv) {
         mg.m = m;
         mg.backend = ep.backend;
         mg_root = ast_run_results_stamp(label, commit, argc, argv);
+        add_timing_note(mg_root);
         cJSON *points = cJSON_CreateArray();
         if (mg_append) { /* earlier machines' points first */
             size_t len;
@@ -336,6 +366,7 @@ int main(int argc, char **argv) {
     int ndense = 0;
     cJSON *cases = cJSON_CreateArray();
     dense_root = ast_run_results_stamp(devname, commit, argc, argv);
+    add_timing_note(dense_root);
     cJSON_AddItemToObject(dense_root, "cases", cases);
     const ast_wan_config *c = &m->cfg;
     printf("%-8s %-12s %12s %12s %8s %14s %14s %10s\n", "tokens", "theta", "astraea_ms",
@@ -357,8 +388,9 @@ int main(int argc, char **argv) {
         int N = ast_engine_tokens(e);
         if (bench_inputs(e, F, H, W, &x, &y)) goto fail;
         if (!is_budget) {
-            double ms;
-            if (time_forward(e, x, y, 1.0f, repeats, &ms)) goto fail;
+            fwd_time ft;
+            if (time_forward(e, x, y, 1.0f, repeats, &ft)) goto fail;
+            const double ms = ft.ms;
             if (ep.backend == AST_BACKEND_CUDA && ast_cuda_mem_used(gpu, &used1, devname, sizeof devname))
                 goto fail;
             double attn_tflops = NAN;
@@ -374,6 +406,7 @@ int main(int argc, char **argv) {
             cJSON *row = cJSON_CreateObject();
             cJSON_AddNumberToObject(row, "tokens", N);
             add_num(row, "astraea_ms", ms);
+            add_num(row, "astraea_api_ms", ft.api_ms);
             add_num(row, "pytorch_ms", pt);
             add_num(row, "ratio", pt / ms);
             add_num(row, "attention_tflops", attn_tflops);
@@ -387,6 +420,7 @@ int main(int argc, char **argv) {
                    pt / ms, attn_tflops, peer_num(p, "sdpa_tflops"), mem);
         } else {
             budget_root = ast_run_results_stamp(devname, commit, argc, argv);
+            add_timing_note(budget_root);
             cJSON *points = cJSON_CreateArray();
             cJSON_AddNumberToObject(budget_root, "tokens", N);
             cJSON_AddItemToObject(budget_root, "points", points);
@@ -394,13 +428,15 @@ int main(int argc, char **argv) {
             double pt = peer_num(peer_for(peers, N), "pytorch_ms");
             ast_forward_info info = {0};
             for (int ti = 0; ti < nthetas; ti++) {
-                double ms;
-                if (time_forward(e, x, y, (float)thetas[ti], repeats, &ms)) goto fail;
+                fwd_time ft;
+                if (time_forward(e, x, y, (float)thetas[ti], repeats, &ft)) goto fail;
+                const double ms = ft.ms;
                 ast_engine_forward(e, 0, x, 500.0f, (float)thetas[ti], y, &info);
                 if (thetas[ti] >= 1.0) dense_ms = ms;
                 cJSON *row = cJSON_CreateObject();
                 add_num(row, "theta", thetas[ti]);
                 add_num(row, "ms", ms);
+                add_num(row, "api_ms", ft.api_ms);
                 cJSON_AddItemToArray(points, row);
                 sx += thetas[ti];
                 sy += ms;

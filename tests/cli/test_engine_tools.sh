@@ -106,12 +106,13 @@ if $MG --multigpu-json $T/mg.json >$T/mg.log 2>&1 && $MG --multigpu-json $T/mg.j
     && python3 - $T/mg.json <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-assert all(k in d for k in ("device", "commit", "date", "command", "points")), d.keys()
+assert all(k in d for k in ("device", "commit", "date", "command", "timing", "points")), d.keys()
 pts = d["points"]
 assert len(pts) == 8, len(pts)            # 2 counts x 2 budgets, twice (--append)
 for p in pts:
-    assert set(p) >= {"gpus", "tokens", "theta", "ms", "speedup_vs_1gpu_dense", "device"}, p
+    assert set(p) >= {"gpus", "tokens", "theta", "ms", "api_ms", "speedup_vs_1gpu_dense", "device"}, p
     assert p["tokens"] == 3 * 4 * 6 and p["ms"] > 0, p
+    assert p["ms"] == p["api_ms"], p      # CPU ranks: no device time, both are the wall time
 base = [p for p in pts[:4] if p["gpus"] == 1 and p["theta"] == 1][0]
 assert abs(base["speedup_vs_1gpu_dense"] - 1) < 1e-9, base
 PY
