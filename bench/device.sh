@@ -15,6 +15,8 @@
 #   mgphases  the same for one forward over MG_PHASE_GPUS (2) GPUs, per rank, exchanges apart
 #   phases    where a forward's time goes (ASTRAEA_CUDA_PHASES=1, CUDA events, graphs off):
 #             dense and theta 0.4 at 14,040 tokens -> $OUT/phases.log
+#   gemmprof  every cuBLASLt product timed per shape, with the algorithm that ran
+#             (ASTRAEA_GEMM_PROFILE=1): dense, theta 1 and 0.4 at 14,040 -> $OUT/gemmprof.log
 #   wait      wait for the background training
 #   trainbg   several wan-mini trainings (TRAIN_VARIANTS, one GPU each) that outlive the call
 #   trainwait wait for them, evaluate each (evaluate.py), pack each -> $OUT/<name>.tgz
@@ -44,7 +46,7 @@ train_pid=""
 broken=""   # set when setup/build failed: the phases that need the build are skipped
 for phase in "$@"; do
     echo "=== $phase ($(date +%T))"
-    case $phase in test|testgpu|sanitize|bench|attn|multigpu|mgphases|phases) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
+    case $phase in test|testgpu|sanitize|bench|attn|multigpu|mgphases|phases|gemmprof) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
     case $phase in
     setup)
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -88,6 +90,10 @@ for phase in "$@"; do
     phases)
         ASTRAEA_CUDA_PHASES=1 ./$B/astraea-bench --frames 33 --thetas 1,0.4 --no-attention \
             --repeats 3 >"$OUT/phases.log" 2>&1; grep -A4 "phase breakdown" "$OUT/phases.log";;
+    gemmprof)
+        # every cuBLASLt product timed, per shape (dense engine, then θ = 1 and 0.4 token-wise)
+        ASTRAEA_GEMM_PROFILE=1 ./$B/astraea-bench --frames 33 --thetas 1,0.4 --no-attention \
+            --repeats 3 >"$OUT/gemmprof.log" 2>&1; grep -A14 "GEMM profile" "$OUT/gemmprof.log";;
     multigpu)
         nv=$(nvidia-smi -L | wc -l)
         counts=${MG_COUNTS:-$(for p in 1 2 4 8; do [ $p -le $nv ] && printf '%s,' $p; done | sed 's/,$//')}

@@ -952,6 +952,7 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
     snprintf(b->name, sizeof b->name, "%s (cuda:%d)", prop.name, b->dev);
     b->w.blocks = (dev_block *)ast_calloc((size_t)b->layers, sizeof(dev_block), "weight table");
     if (!b->w.blocks || ast_gemm_create(&b->gemm) || ast_uploader_create(&b->up, b->s)) goto fail;
+    if (ast_gemm_profiling(b->gemm)) b->graphs_on = 0; // ASTRAEA_GEMM_PROFILE: times each GEMM
     if (p->tokenwise && ast_cuda_tw_create(&b->tw, b->N)) goto fail;
     {
         arena a = {NULL, 0};

@@ -8,20 +8,27 @@
 //
 // Tuning: the heuristic's first pick is not always the fastest (the token-wise forward's GEMMs
 // over K < N rows ran ~15 % below the dense ones). The first time a shape runs outside graph
-// capture, its top TUNE_CANDIDATES algorithms are timed on the call's own operands (output
-// overwritten, so accumulating GEMMs keep the first pick) and the fastest is kept. The choice
-// is shared by every GEMM context of the process on that device (a process-wide table), so two
-// engines run the same arithmetic; another process may time differently and pick another
-// algorithm (last-bit differences). ASTRAEA_GEMM_TUNE=0 keeps the heuristic's first pick.
+// capture, its top TUNE_CANDIDATES algorithms are timed on the call's own operands (the output
+// overwritten; an accumulating product's output is saved first and put back) and the fastest
+// is kept. The choice is shared by every GEMM context of the process on that device (a
+// process-wide table), so two engines run the same arithmetic; another process may time
+// differently and pick another algorithm (last-bit differences). ASTRAEA_GEMM_TUNE=0 keeps the heuristic's first pick.
+//
+// Profile (ASTRAEA_GEMM_PROFILE=1, a diagnostic; the backend turns CUDA graphs off for it): every
+// product is timed with a pair of CUDA events, and ast_gemm_free prints, per shape, the calls,
+// time, TFLOP/s and the algorithm cuBLASLt ran (tile, stages, split-K): where the token-wise
+// forward's K-row products lose against the dense ones.
 #include "gemm.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_check.h"
 
-enum { GEMM_WORKSPACE_BYTES = 32 << 20, TUNE_CANDIDATES = 8, TUNE_REPS = 3 };
+enum { GEMM_WORKSPACE_BYTES = 32 << 20, TUNE_CANDIDATES = 8, TUNE_REPS = 3, PROF_POOL = 1024 };
 
 typedef struct {
     int M, N, K, ldx, ldw, ldy;
@@ -36,7 +43,14 @@ typedef struct {
     cublasLtMatmulAlgo_t algo;
     cublasLtMatmulAlgo_t cand[TUNE_CANDIDATES]; // the heuristic's picks, best first
     int n_cand, tuned;
+    double prof_ms;  // profile: time and calls so far
+    long prof_calls;
 } gemm_entry;
+
+typedef struct {
+    cudaEvent_t a, b;
+    int entry; // index in the shape cache
+} prof_rec;
 
 struct ast_gemm {
     cublasLtHandle_t lt;
@@ -46,7 +60,14 @@ struct ast_gemm {
     int own_gelu;    // GELU_BIAS as BIAS + ast_cuda_gelu_tanh_bf16
     int tune;        // time the candidates of a new shape (ASTRAEA_GEMM_TUNE, default on)
     cudaEvent_t ev[2];
+    int prof;        // ASTRAEA_GEMM_PROFILE=1: time every product (prof_n pending of PROF_POOL)
+    prof_rec *pr;
+    int prof_n, prof_events;
 };
+
+static const char *epi_name(int epi) {
+    return epi == AST_GEMM_EPI_NONE ? "none" : epi == AST_GEMM_EPI_BIAS ? "bias" : "gelu_bias";
+}
 
 static int align_of(const void *p) {
     uintptr_t a = (uintptr_t)p;
@@ -78,8 +99,91 @@ int ast_gemm_create(ast_gemm **out) {
         cudaGetLastError();
         g->tune = 0; // no events: the heuristic's pick, as with ASTRAEA_GEMM_TUNE=0
     }
+    const char *prof = getenv("ASTRAEA_GEMM_PROFILE");
+    g->prof = prof && !strcmp(prof, "1");
     *out = g;
     return 0;
+}
+
+int ast_gemm_profiling(const ast_gemm *g) { return g->prof; }
+
+// Adds the pending profile records to their shapes' totals (waits for each product).
+static int prof_flush(ast_gemm *g) {
+    for (int i = 0; i < g->prof_n; i++) {
+        float ms = 0.f;
+        CUDA_TRY(cudaEventSynchronize(g->pr[i].b));
+        CUDA_TRY(cudaEventElapsedTime(&ms, g->pr[i].a, g->pr[i].b));
+        g->e[g->pr[i].entry].prof_ms += ms;
+        g->e[g->pr[i].entry].prof_calls++;
+    }
+    g->prof_n = 0;
+    return 0;
+}
+
+// Records the start of a timed product of shape `entry`; -1 with the error set if a CUDA call
+// failed, else the record's index.
+static int prof_begin(ast_gemm *g, int entry, cudaStream_t stream) {
+    if (!g->pr && !(g->pr = (prof_rec *)ast_calloc(PROF_POOL, sizeof *g->pr, "the GEMM profile")))
+        return -1;
+    if (g->prof_n == PROF_POOL && prof_flush(g)) return -1;
+    prof_rec *r = &g->pr[g->prof_n];
+    if (g->prof_n == g->prof_events) { // events are created once, as the pool first fills
+        CUDA_TRY(cudaEventCreate(&r->a));
+        CUDA_TRY(cudaEventCreate(&r->b));
+        g->prof_events++;
+    }
+    r->entry = entry;
+    CUDA_TRY(cudaEventRecord(r->a, stream));
+    return g->prof_n++;
+}
+
+static int algo_attr(const cublasLtMatmulAlgo_t *a, cublasLtMatmulAlgoConfigAttributes_t attr) {
+    int v = -1; // every attribute read here is 32-bit (cublasLt.h)
+    size_t written = 0;
+    if (cublasLtMatmulAlgoConfigGetAttribute(a, attr, &v, sizeof v, &written) !=
+        CUBLAS_STATUS_SUCCESS)
+        return -1;
+    return v;
+}
+
+static int cmp_prof_ms(const void *x, const void *y) {
+    const double a = (*(const gemm_entry *const *)x)->prof_ms;
+    const double b = (*(const gemm_entry *const *)y)->prof_ms;
+    return (a < b) - (a > b);
+}
+
+// The profile's table on stderr, the costliest shape first.
+static void prof_report(ast_gemm *g) {
+    if (prof_flush(g)) {
+        fprintf(stderr, "GEMM profile lost: %s\n", ast_error_get());
+        return;
+    }
+    gemm_entry **order = (gemm_entry **)malloc(sizeof *order * (size_t)(g->n ? g->n : 1));
+    if (!order) return;
+    int n = 0;
+    double total = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->e[i].prof_calls) order[n++] = &g->e[i], total += g->e[i].prof_ms;
+    qsort(order, (size_t)n, sizeof *order, cmp_prof_ms);
+    fprintf(stderr,
+            "GEMM profile (%d shapes, %.2f ms in all; algo = cuBLASLt algo id, tile = "
+            "cublasLtMatmulTile_t, stages = cublasLtMatmulStages_t, splitk = split-K count):\n"
+            "%7s %6s %6s %4s %-9s %3s %7s %10s %9s %8s %5s %5s %6s %6s\n",
+            n, total, "M", "N", "K", "out", "epilogue", "acc", "calls", "total_ms", "mean_us",
+            "TFLOP/s", "algo", "tile", "stages", "splitk");
+    for (int i = 0; i < n; i++) {
+        const gemm_entry *e = order[i];
+        const gemm_key *k = &e->key;
+        const double mean_ms = e->prof_ms / (double)e->prof_calls;
+        fprintf(stderr, "%7d %6d %6d %4s %-9s %3d %7ld %10.3f %9.1f %8.1f %5d %5d %6d %6d\n", k->M,
+                k->N, k->K, k->out == AST_GEMM_OUT_F32 ? "f32" : "bf16", epi_name(k->epi), k->acc,
+                e->prof_calls, e->prof_ms, 1e3 * mean_ms, 2.0 * k->M * k->N * k->K / (mean_ms * 1e9),
+                algo_attr(&e->algo, CUBLASLT_ALGO_CONFIG_ID),
+                algo_attr(&e->algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
+                algo_attr(&e->algo, CUBLASLT_ALGO_CONFIG_STAGES_ID),
+                algo_attr(&e->algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM));
+    }
+    free(order);
 }
 
 static void entry_destroy(gemm_entry *e) {
@@ -91,6 +195,12 @@ static void entry_destroy(gemm_entry *e) {
 
 void ast_gemm_free(ast_gemm *g) {
     if (!g) return;
+    if (g->prof) {
+        prof_report(g);
+        for (int i = 0; i < g->prof_events; i++)
+            cudaEventDestroy(g->pr[i].a), cudaEventDestroy(g->pr[i].b);
+        free(g->pr);
+    }
     for (int i = 0; i < g->n; i++) entry_destroy(&g->e[i]);
     free(g->e);
     ast_cuda_free(g->ws);
@@ -102,10 +212,6 @@ void ast_gemm_free(ast_gemm *g) {
 void ast_gemm_set_own_gelu(ast_gemm *g, int on) { g->own_gelu = on != 0; }
 
 int ast_gemm_cached_shapes(const ast_gemm *g) { return g->n; }
-
-static const char *epi_name(int epi) {
-    return epi == AST_GEMM_EPI_NONE ? "none" : epi == AST_GEMM_EPI_BIAS ? "bias" : "gelu_bias";
-}
 
 // Builds the descriptor, layouts and algorithm for key k (bias: any pointer with k.ab alignment,
 // the heuristic reads its alignment).
@@ -169,7 +275,7 @@ static int entry_init(ast_gemm *g, gemm_entry *e, const gemm_key *k, const void 
     e->algo = res[0].algo;
     for (int i = 0; i < nres; i++) e->cand[i] = res[i].algo;
     e->n_cand = nres;
-    e->tuned = nres < 2 || k->acc; // accumulating GEMMs keep the first pick (tuning overwrites y)
+    e->tuned = nres < 2;
     return 0;
 }
 
@@ -195,6 +301,33 @@ static int tune_time(ast_gemm *g, gemm_entry *e, const void *w, const void *x, v
         if (st == CUBLAS_STATUS_SUCCESS && (best < 0.f || ms < best)) best = ms, best_i = i;
     }
     return best_i;
+}
+
+// tune_time for an accumulating product: y (the fp32 residual stream) is saved to a temporary
+// buffer and put back after the timing overwrote it.
+static int tune_time_saved(ast_gemm *g, gemm_entry *e, const void *w, const void *x, void *y,
+                           cudaStream_t stream) {
+    const gemm_key *k = &e->key;
+    const size_t row = (size_t)k->N * sizeof(float), pitch = (size_t)k->ldy * sizeof(float);
+    void *save = NULL;
+    if (ast_cuda_alloc(&save, row * (size_t)k->M, "the GEMM tuning's copy of its output"))
+        return -1;
+    int pick = -1;
+    cudaError_t ce = cudaMemcpy2DAsync(save, row, y, pitch, row, (size_t)k->M,
+                                       cudaMemcpyDeviceToDevice, stream);
+    if (ce != cudaSuccess) {
+        ast_fail("saving a GEMM output before tuning: %s", cudaGetErrorString(ce));
+    } else if ((pick = tune_time(g, e, w, x, y, stream)) >= 0) {
+        ce = cudaMemcpy2DAsync(y, pitch, save, row, row, (size_t)k->M, cudaMemcpyDeviceToDevice,
+                               stream);
+        if (ce == cudaSuccess) ce = cudaStreamSynchronize(stream); // before the free
+        if (ce != cudaSuccess) {
+            ast_fail("restoring a GEMM output after tuning: %s", cudaGetErrorString(ce));
+            pick = -1;
+        }
+    }
+    ast_cuda_free(save);
+    return pick;
 }
 
 // The process-wide choices: (device, key) -> candidate index.
@@ -228,7 +361,8 @@ static int tune_entry(ast_gemm *g, gemm_entry *e, const void *w, const void *x, 
     int pick = tune_find(dev, &e->key);
     pthread_mutex_unlock(&tune_mu);
     if (pick < 0) { // same device and key: the same heuristic list, so the index carries over
-        const int mine = tune_time(g, e, w, x, y, stream);
+        const int mine = e->key.acc ? tune_time_saved(g, e, w, x, y, stream)
+                                    : tune_time(g, e, w, x, y, stream);
         if (mine < 0) return -1; // a CUDA call failed while timing (error set)
         pthread_mutex_lock(&tune_mu);
         pick = tune_find(dev, &e->key); // another engine may have timed it meanwhile
@@ -307,9 +441,17 @@ int ast_gemm_run(ast_gemm *g, int M, int N, int K, const ast_bf16 *x, int ldx, c
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                   &bias, sizeof bias));
     if (!e->tuned && tune_entry(g, e, w, x, y, stream)) return -1;
+    int rec = -1;
+    if (g->prof) {
+        cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+        CUDA_TRY(cudaStreamIsCapturing(stream, &cap));
+        if (cap == cudaStreamCaptureStatusNone && (rec = prof_begin(g, (int)(e - g->e), stream)) < 0)
+            return -1;
+    }
     const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
     CUBLAS_TRY(cublasLtMatmul(g->lt, e->desc, &alpha, w, e->la, x, e->lb, &beta, y, e->lc, y,
                               e->lc, &e->algo, g->ws, GEMM_WORKSPACE_BYTES, stream));
+    if (rec >= 0) CUDA_TRY(cudaEventRecord(g->pr[rec].b, stream));
     if (own_gelu && ast_cuda_gelu_tanh_bf16((ast_bf16 *)y, M, N, ldy, stream)) return -1;
     return 0;
 }

@@ -61,6 +61,10 @@ int ast_gemm_run(ast_gemm *g, int M, int N, int K, const ast_bf16 *x, int ldx, c
 /* Number of distinct shapes cached so far (for tests and diagnostics). */
 int ast_gemm_cached_shapes(const ast_gemm *g);
 
+/* 1 when ASTRAEA_GEMM_PROFILE=1 was set at creation: every product outside graph capture is
+ * timed, and ast_gemm_free prints the per-shape table on stderr (the caller runs eagerly). */
+int ast_gemm_profiling(const ast_gemm *g);
+
 #ifdef __cplusplus
 }
 #endif
