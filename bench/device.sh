@@ -15,6 +15,8 @@
 #   mgphases  the same for one forward over MG_PHASE_GPUS (2) GPUs, per rank, exchanges apart
 #   phases    where a forward's time goes (ASTRAEA_CUDA_PHASES=1, CUDA events, graphs off):
 #             dense and theta 0.4 at 14,040 tokens -> $OUT/phases.log
+#   twab      dense and theta 0.4 at 14,040 tokens under each of TWAB's switch settings
+#             (default: GEMM tuning of 32 / 0 candidates, the reuse side stream off)
 #   gemmprof  every cuBLASLt product timed per shape, with the algorithm that ran
 #             (ASTRAEA_GEMM_PROFILE=1): dense, theta 1 and 0.4 at 14,040 -> $OUT/gemmprof.log
 #   wait      wait for the background training
@@ -46,7 +48,7 @@ train_pid=""
 broken=""   # set when setup/build failed: the phases that need the build are skipped
 for phase in "$@"; do
     echo "=== $phase ($(date +%T))"
-    case $phase in test|testgpu|sanitize|bench|attn|multigpu|mgphases|phases|gemmprof) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
+    case $phase in test|testgpu|sanitize|bench|attn|multigpu|mgphases|phases|gemmprof|twab) [ -n "$broken" ] && { echo "skipped: no build"; continue; };; esac
     case $phase in
     setup)
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -90,6 +92,15 @@ for phase in "$@"; do
     phases)
         ASTRAEA_CUDA_PHASES=1 ./$B/astraea-bench --frames 33 --thetas 1,0.4 --no-attention \
             --repeats 3 >"$OUT/phases.log" 2>&1; grep -A4 "phase breakdown" "$OUT/phases.log";;
+    twab)
+        # A/B of switches on the token-wise forward, same process layout as bench: dense and
+        # theta 0.4 at 14,040 tokens per variant (TWAB: space-separated VAR=VALUE variants)
+        for v in default ${TWAB:-ASTRAEA_GEMM_TUNE=32 ASTRAEA_GEMM_TUNE=0 ASTRAEA_REUSE_STREAM=0}; do
+            echo "== $v"
+            [ "$v" = default ] && v=""
+            env $v ./$B/astraea-bench --frames 33 --thetas 1,0.4 --no-attention --repeats 10 2>&1 \
+                | grep -E "^14040|error"
+        done | tee "$OUT/twab.log";;
     gemmprof)
         # every cuBLASLt product timed, per shape (dense engine, then θ = 1 and 0.4 token-wise)
         ASTRAEA_GEMM_PROFILE=1 ./$B/astraea-bench --frames 33 --thetas 1,0.4 --no-attention \

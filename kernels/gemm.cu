@@ -8,11 +8,12 @@
 //
 // Tuning: the heuristic's first pick is not always the fastest (the token-wise forward's GEMMs
 // over K < N rows ran ~15 % below the dense ones). The first time a shape runs outside graph
-// capture, its top TUNE_CANDIDATES algorithms are timed on the call's own operands (the output
-// overwritten; an accumulating product's output is saved first and put back) and the fastest
-// is kept. The choice is shared by every GEMM context of the process on that device (a
-// process-wide table), so two engines run the same arithmetic; another process may time
-// differently and pick another algorithm (last-bit differences). ASTRAEA_GEMM_TUNE=0 keeps the heuristic's first pick.
+// capture, the heuristic's top picks (TUNE_CANDIDATES, or ASTRAEA_GEMM_TUNE=N) are timed on the
+// call's own operands (the output overwritten; an accumulating product's output is saved first
+// and put back) and the fastest is kept. The choice is shared by every GEMM context of the
+// process on that device (a process-wide table), so two engines run the same arithmetic;
+// another process may time differently and pick another algorithm (last-bit differences).
+// ASTRAEA_GEMM_TUNE=0 keeps the heuristic's first pick.
 //
 // Profile (ASTRAEA_GEMM_PROFILE=1, a diagnostic; the backend turns CUDA graphs off for it): every
 // product is timed with a pair of CUDA events, and ast_gemm_free prints, per shape, the calls,
@@ -28,7 +29,15 @@
 
 #include "cuda_check.h"
 
-enum { GEMM_WORKSPACE_BYTES = 32 << 20, TUNE_CANDIDATES = 8, TUNE_REPS = 3, PROF_POOL = 1024 };
+// TUNE_CANDIDATES: how many of the heuristic's picks are timed unless ASTRAEA_GEMM_TUNE names
+// another count (at most TUNE_MAX)
+enum {
+    GEMM_WORKSPACE_BYTES = 32 << 20,
+    TUNE_CANDIDATES = 8,
+    TUNE_MAX = 32,
+    TUNE_REPS = 3,
+    PROF_POOL = 1024
+};
 
 typedef struct {
     int M, N, K, ldx, ldw, ldy;
@@ -41,7 +50,7 @@ typedef struct {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
-    cublasLtMatmulAlgo_t cand[TUNE_CANDIDATES]; // the heuristic's picks, best first
+    cublasLtMatmulAlgo_t cand[TUNE_MAX]; // the heuristic's picks, best first
     int n_cand, tuned;
     double prof_ms;  // profile: time and calls so far
     long prof_calls;
@@ -58,7 +67,7 @@ struct ast_gemm {
     gemm_entry *e;   // cache, n used of cap
     int n, cap;
     int own_gelu;    // GELU_BIAS as BIAS + ast_cuda_gelu_tanh_bf16
-    int tune;        // time the candidates of a new shape (ASTRAEA_GEMM_TUNE, default on)
+    int tune;        // candidates timed for a new shape (ASTRAEA_GEMM_TUNE; < 2: no timing)
     cudaEvent_t ev[2];
     int prof;        // ASTRAEA_GEMM_PROFILE=1: time every product (prof_n pending of PROF_POOL)
     prof_rec *pr;
@@ -93,7 +102,17 @@ int ast_gemm_create(ast_gemm **out) {
         return -1;
     }
     const char *tune = getenv("ASTRAEA_GEMM_TUNE");
-    g->tune = !(tune && !strcmp(tune, "0"));
+    g->tune = TUNE_CANDIDATES;
+    if (tune && *tune) {
+        char *end;
+        const long v = strtol(tune, &end, 10);
+        if (*end || v < 0)
+            ast_log(1, "astraea: ASTRAEA_GEMM_TUNE=%s is not a count of algorithms to time (0: "
+                       "none); timing %d\n", tune, TUNE_CANDIDATES);
+        else
+            g->tune = v > TUNE_MAX ? TUNE_MAX : (int)v;
+    }
+    if (g->tune < 2) g->tune = 0; // one candidate: nothing to time
     if (g->tune && (cudaEventCreate(&g->ev[0]) != cudaSuccess ||
                     cudaEventCreate(&g->ev[1]) != cudaSuccess)) {
         cudaGetLastError();
@@ -258,11 +277,11 @@ static int entry_init(ast_gemm *g, gemm_entry *e, const gemm_key *k, const void 
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                   &ac, sizeof ac);
-    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
+    cublasLtMatmulHeuristicResult_t res[TUNE_MAX];
     int nres = 0;
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulAlgoGetHeuristic(g->lt, e->desc, e->la, e->lb, e->lc, e->lc, pref,
-                                            g->tune ? TUNE_CANDIDATES : 1, res, &nres);
+                                            g->tune ? g->tune : 1, res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || nres == 0)
         return ast_fail("cuBLASLt has no algorithm for y[%d, %d] = x[%d, %d]·W[%d, %d]ᵀ (ld x %d, "
