@@ -21,7 +21,6 @@
 // forward's K-row products lose against the dense ones.
 #include "gemm.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
