@@ -198,6 +198,26 @@ static int bench_multigpu(const mg_spec *s, cJSON *points, const char *label) {
     return 0;
 }
 
+/* --append: the points of an existing results/multigpu.json at `path` (earlier machines') are
+ * added to `points` first; a missing file adds none. */
+static int earlier_points(const char *path, cJSON *points) {
+    if (access(path, F_OK) != 0) return 0;
+    size_t len;
+    char *txt = ast_read_file(path, 1 << 24, &len);
+    if (!txt) return -1; /* the error names the file and why */
+    cJSON *old = cJSON_Parse(txt);
+    free(txt);
+    cJSON *op = old ? cJSON_GetObjectItem(old, "points") : NULL, *it;
+    if (!cJSON_IsArray(op)) {
+        cJSON_Delete(old);
+        return ast_fail("--append: '%s' is not a results/multigpu.json file (no points list); "
+                        "fix or remove it", path);
+    }
+    cJSON_ArrayForEach(it, op) cJSON_AddItemToArray(points, cJSON_Duplicate(it, 1));
+    cJSON_Delete(old);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *model = "wan2.1-t2v-1.3b", *checkpoint = NULL, *backend = "auto";
     const char *frames_s = "33,81", *thetas_s = NULL, *peer_path = NULL, *dense_json = NULL;
@@ -338,23 +358,8 @@ int main(int argc, char **argv) {
         mg_root = ast_run_results_stamp(label, commit, argc, argv);
         add_timing_note(mg_root);
         cJSON *points = cJSON_CreateArray();
-        if (mg_append) { /* earlier machines' points first */
-            size_t len;
-            char *txt = access(mg_json, F_OK) == 0 ? ast_read_file(mg_json, 1 << 24, &len) : NULL;
-            cJSON *old = txt ? cJSON_Parse(txt) : NULL;
-            free(txt);
-            cJSON *op = old ? cJSON_GetObjectItem(old, "points") : NULL, *it;
-            if (access(mg_json, F_OK) == 0 && !cJSON_IsArray(op)) {
-                cJSON_Delete(old);
-                cJSON_Delete(points);
-                ast_error_set("--append: '%s' is not a results/multigpu.json file (no points "
-                              "list); fix or remove it", mg_json);
-                goto fail;
-            }
-            if (op) cJSON_ArrayForEach(it, op) cJSON_AddItemToArray(points, cJSON_Duplicate(it, 1));
-            cJSON_Delete(old);
-        }
         cJSON_AddItemToObject(mg_root, "points", points);
+        if (mg_append && earlier_points(mg_json, points)) goto fail;
         if (bench_multigpu(&mg, points, label) || ast_run_write_json(mg_json, mg_root)) goto fail;
         rc = AST_EXIT_OK;
         goto done;
