@@ -9,24 +9,17 @@
 
 #include "comm.h"
 #include "engine.h"
-#include "model_random.h"
 #include "sampler.h"
 #include "test_util.h"
 #include "tokenwise.h"
+#include "unit/forward_test_util.h"
 #include "unit/loader_test_util.h"
 
 #define NAME "seqpar"
 
 static ast_engine *engine(const ast_model *m, int F, int H, int W, int tw, int ranks, int segs) {
-    ast_engine_params p = {0};
-    p.backend = AST_BACKEND_CPU;
-    p.frames = F;
-    p.height = H;
-    p.width = W;
-    p.n_branches = 2;
-    p.tokenwise = tw;
+    ast_engine_params p = ft_params(AST_BACKEND_CPU, F, H, W, 2, tw);
     p.n_ranks = ranks;
-    ast_tokenwise_opts_default(&p.tw);
     p.tw.select_segments = segs;
     ast_engine *e = NULL;
     CHECK(ast_engine_create(m, &p, &e) == 0, "engine (%d ranks): %s", ranks, ast_error_get());
@@ -227,21 +220,14 @@ int main(void) {
     ast_model_free(tiny);
 
     /* 4 heads: P = 2 and 4 (shards 12 + 11 + 11 + 11) */
-    char dir[512];
-    lt_tmpdir(dir, sizeof dir, NAME);
     ast_wan_config c = lt_mini_config();
-    c.num_heads = 4;
-    c.head_dim = 16;
-    ast_model *m4 = NULL;
-    CHECK(ast_write_random_checkpoint(dir, &c, 5, AST_DT_F32) == 0, "write: %s",
-          ast_error_get());
-    CHECK(ast_model_load(dir, NULL, &m4) == 0, "load: %s", ast_error_get());
+    lt_set_heads(&c, 4, 16);
+    ast_model *m4 = lt_random_model(NAME, &c, 5, AST_DT_F32);
     if (m4) {
         compare(m4, "random (4 heads)", 3, 6, 10, 2);
         compare(m4, "random (4 heads)", 3, 6, 10, 4);
         compare(m4, "random (4 heads), K/V all-gather", 3, 6, 10, 3);
         ast_model_free(m4);
     }
-    lt_rmtree(dir);
     return ast_test_finish(NAME);
 }
