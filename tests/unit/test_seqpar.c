@@ -3,7 +3,9 @@
  * token-wise against a 1-rank engine that selects per segment exactly as P ranks do
  * (select_segments = P) — on uneven shards: Ulysses with P = 2 (2 heads) and P = 2, 4
  * (4 heads), the K/V all-gather fallback with P = 3 (2 and 4 heads); the tokens computed are
- * the sum of the shards' budgets; the threads exchange itself is checked on its own. */
+ * the sum of the shards' budgets; the threads exchange itself is checked on its own; a failed
+ * forward names its rank and breaks the engine, and an engine's rank threads serve many
+ * forwards. */
 #include <omp.h>
 #include <pthread.h>
 
@@ -222,6 +224,54 @@ int main(void) {
           "3 ranks on 2 heads: engine %s", ag ? ast_engine_device_name(ag) : ast_error_get());
     if (ag) printf("3 ranks on 2 heads: %s\n", ast_engine_device_name(ag));
     ast_engine_free(ag);
+
+    /* a failed forward (no context yet, on every rank): the error names the rank, the engine
+     * refuses later forwards even with good inputs, and freeing it joins its rank threads */
+    p.n_ranks = 2;
+    ast_engine *bad = NULL;
+    CHECK(ast_engine_create(tiny, &p, &bad) == 0, "2 ranks: %s", ast_error_get());
+    if (bad) {
+        const ast_wan_config *tc = &tiny->cfg;
+        float *x = calloc((size_t)tc->in_dim * 3 * 6 * 10, sizeof(float)),
+              *y = calloc((size_t)tc->out_dim * 3 * 6 * 10, sizeof(float)),
+              *ctx = calloc((size_t)tc->text_len * tc->text_dim, sizeof(float));
+        CHECK_FAILS_WITH(ast_engine_forward(bad, 0, x, 500, 1, y, NULL),
+                         " of 2: internal: forward on CFG branch 0 before its context was set");
+        CHECK(strncmp(ast_error_get(), "rank ", 5) == 0, "error '%s' does not name the rank",
+              ast_error_get());
+        CHECK(ast_engine_set_context(bad, 0, ctx, tc->text_len) == 0, "context: %s",
+              ast_error_get());
+        CHECK_FAILS_WITH(ast_engine_forward(bad, 0, x, 500, 1, y, NULL), "earlier forward");
+        free(x), free(y), free(ctx);
+    }
+    ast_engine_free(bad);
+
+    /* the rank threads live as long as the engine: many forwards, then free and again */
+    for (int round = 0; round < 2; round++) {
+        ast_engine *e2 = NULL;
+        p.n_ranks = 2 + round;
+        CHECK(ast_engine_create(tiny, &p, &e2) == 0, "%d ranks: %s", p.n_ranks,
+              ast_error_get());
+        if (!e2) continue;
+        const ast_wan_config *tc = &tiny->cfg;
+        float *x = calloc((size_t)tc->in_dim * 3 * 6 * 10, sizeof(float)),
+              *y = calloc((size_t)tc->out_dim * 3 * 6 * 10, sizeof(float)),
+              *ctx = calloc((size_t)tc->text_len * tc->text_dim, sizeof(float));
+        ast_forward_info info;
+        CHECK(ast_engine_set_context(e2, 0, ctx, tc->text_len) == 0, "context: %s",
+              ast_error_get());
+        for (int i = 0; i < 20; i++) {
+            if (ast_engine_forward(e2, 0, x, 500, 1, y, &info)) {
+                CHECK(0, "%d ranks, forward %d: %s", p.n_ranks, i, ast_error_get());
+                break;
+            }
+            CHECK(info.tokens == 45 && info.computed == 45,
+                  "%d ranks: info tokens %d computed %d, expected 45 and 45", p.n_ranks,
+                  info.tokens, info.computed);
+        }
+        free(x), free(y), free(ctx);
+        ast_engine_free(e2);
+    }
     p.n_ranks = AST_MAX_RANKS + 1;
     CHECK_FAILS_WITH(ast_engine_create(tiny, &p, &ag), "at most");
     ast_model_free(tiny);
