@@ -84,6 +84,15 @@ void ast_exchange_counts(int P, int64_t own, const int64_t *rows, const int64_t 
     }
 }
 
+void ast_allgather_counts(int P, int64_t own, const int64_t *rows, const int64_t *first,
+                          int64_t width, int64_t *send_count, int64_t *send_displ,
+                          int64_t *recv_count, int64_t *recv_displ) {
+    for (int i = 0; i < P; i++) {
+        send_count[i] = own * width, send_displ[i] = 0;
+        recv_count[i] = rows[i] * width, recv_displ[i] = first[i] * width;
+    }
+}
+
 static int check_params(const ast_model *m, const ast_engine_params *p) {
     const ast_wan_config *c = &m->cfg;
     int dims[3] = {p->frames, p->height, p->width};
