@@ -582,10 +582,7 @@ static int sp_attention_allgather(cuda_backend *b, int K, const ast_bf16 *q, con
     // [k | v] of a row are contiguous in qkv [N, 3D] (columns D..3D): one strided copy
     const ast_copy2d cp = {b->xkv_send, kk, 2 * D * bf, 3 * D * bf, 2 * D * bf, N};
     if (ast_cuda_copy2d(&cp, 1, b->s)) return -1;
-    for (int i = 0; i < P; i++) {
-        sc[i] = N * 2 * D, sd[i] = 0;
-        rc[i] = b->plan.n[i] * 2 * D, rd[i] = b->plan.first[i] * 2 * D;
-    }
+    ast_allgather_counts(P, N, b->plan.n, b->plan.first, 2 * D, sc, sd, rc, rd);
     if (ast_comm_alltoallv(b->sh.comm, b->sh.rank, b->xkv_send, sc, sd, b->xkv_recv, rc, rd, 2,
                            b->s))
         return -1;

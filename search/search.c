@@ -801,18 +801,9 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
     unsigned char *plan = ast_calloc((size_t)n_new, 1, "a generation's plan");
     unsigned char *have = ast_calloc((size_t)n_new, 1, "a generation's plan");
     ast_eval_result *results = ast_calloc((size_t)n_new, sizeof *results, "results");
-    if (ast_ga_seen_init(&seen, steps, x->cands.n + n_new) != 0) {
-        free(kids);
-        free(pool_g);
-        free(pool_id);
-        free(items);
-        free(next);
-        free(plan);
-        free(have);
-        free(results);
-        return -1;
-    }
-    if (!kids || !pool_g || !pool_id || !items || !next || !plan || !have || !results) goto done;
+    if (ast_ga_seen_init(&seen, steps, x->cands.n + n_new) != 0 || !kids || !pool_g || !pool_id ||
+        !items || !next || !plan || !have || !results)
+        goto done; // a failed init leaves `seen` empty: freed like the rest
     int first = x->cands.n; /* stored candidates of this generation start here */
     for (int i = 0; i < x->cands.n; i++) {
         if (x->cands.v[i].generation < gen) {

@@ -41,6 +41,13 @@ static inline int ast_rank_allgather(int heads, int P) { return P > 1 && heads %
 void ast_exchange_counts(int P, int64_t own, const int64_t *rows, const int64_t *first,
                          int64_t width, int64_t *own_count, int64_t *own_displ,
                          int64_t *peer_count, int64_t *peer_displ);
+/* Counts and displacements (elements) of the K/V all-gather between P ranks (an all-to-all that
+ * sends the same rows to every peer): this rank sends its `own` rows, from the start of its
+ * buffer, to each peer (sc, sd) and receives peer i's rows[i] rows at row first[i] of the
+ * gathered buffer (rc, rd); a row is `width` elements. */
+void ast_allgather_counts(int P, int64_t own, const int64_t *rows, const int64_t *first,
+                          int64_t width, int64_t *send_count, int64_t *send_displ,
+                          int64_t *recv_count, int64_t *recv_displ);
 
 /* sh: this backend's rank in a sequence-parallel group (size 1: the whole sequence). A rank
  * computes its token shard ast_shard_range(N, P, rank) and, in forward, writes only those

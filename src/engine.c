@@ -1,7 +1,9 @@
 /* engine.c — the public engine API (engine.h): argument checks, context padding, dispatch to
  * the CPU or CUDA backend, the accounting of the token-wise state, and sequence parallelism:
  * with P ranks the engine holds P backends (one per token shard, comm.h) and runs each forward
- * on P threads, rank 0 on the caller's. */
+ * on P threads, rank 0 on the caller's. Ranks 1..P-1 are persistent threads started with the
+ * engine and joined when it is freed (a thread per forward would cost a thread start, and on
+ * the CPU a new OpenMP team, every forward). */
 #include "engine.h"
 
 #include <math.h>
@@ -14,6 +16,15 @@
 #include "backend.h"
 #include "common.h"
 
+/* One rank's result of the current forward. */
+typedef struct {
+    ast_engine *e;
+    int rank;
+    ast_forward_info info;
+    int rc;
+    char err[1024];
+} rank_slot;
+
 struct ast_engine {
     const ast_model *m;
     ast_engine_params p;
@@ -25,6 +36,23 @@ struct ast_engine {
     int broken;               /* a rank failed mid-forward: the group is unusable */
     atomic_int first_failed;  /* the forward's first rank to fail on its own (-1: none); the
                                  others fail after it, because it aborted the group */
+    /* the rank threads (P > 1): the caller publishes `job` and bumps job_gen under mu and
+     * broadcasts `go`; each thread runs it, and the last to finish signals `done` */
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    int sync_ok;              /* mu, go, done initialised */
+    unsigned long job_gen;    /* forwards published so far */
+    int pending;              /* rank threads still running the current job */
+    int quit;                 /* ast_engine_free: the threads return */
+    int n_threads;            /* threads started: ranks 1..n_threads */
+    pthread_t th[AST_MAX_RANKS];
+    struct {
+        int branch, dense;
+        const float *x;
+        float t, theta;
+        float *out;
+    } job;
+    rank_slot slot[AST_MAX_RANKS];
     char name[160];
     int N;
     int *fresh;        /* [n_branches]: 1 until the first forward after reset */
@@ -53,6 +81,15 @@ void ast_exchange_counts(int P, int64_t own, const int64_t *rows, const int64_t 
     for (int i = 0; i < P; i++) {
         own_count[i] = own * width, own_displ[i] = i * own * width;
         peer_count[i] = rows[i] * width, peer_displ[i] = first[i] * width;
+    }
+}
+
+void ast_allgather_counts(int P, int64_t own, const int64_t *rows, const int64_t *first,
+                          int64_t width, int64_t *send_count, int64_t *send_displ,
+                          int64_t *recv_count, int64_t *recv_displ) {
+    for (int i = 0; i < P; i++) {
+        send_count[i] = own * width, send_displ[i] = 0;
+        recv_count[i] = rows[i] * width, recv_displ[i] = first[i] * width;
     }
 }
 
@@ -89,6 +126,9 @@ static int check_params(const ast_model *m, const ast_engine_params *p) {
     return 0;
 }
 
+static int start_rank_threads(ast_engine *e);
+static void stop_rank_threads(ast_engine *e);
+
 int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine **out) {
     *out = NULL;
     if (check_params(m, p)) return -1;
@@ -116,6 +156,7 @@ int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine
         if (rc && e->P > 1) ast_error_prefix("rank %d of %d", r, e->P);
     }
     e->impl = e->ranks[0];
+    if (rc == 0 && e->P > 1) rc = start_rank_threads(e);
     if (rc == 0) {
         const char *n0 = e->vt->device_name(e->impl);
         if (e->P > 1)
@@ -137,6 +178,7 @@ int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine
 
 void ast_engine_free(ast_engine *e) {
     if (!e) return;
+    stop_rank_threads(e);
     for (int r = 0; r < e->P; r++)
         if (e->vt && e->ranks[r]) e->vt->destroy(e->ranks[r]);
     ast_comm_free(e->comm);
@@ -174,35 +216,89 @@ void ast_engine_reset(ast_engine *e) {
     for (int r = 0; r < e->P; r++) e->vt->reset(e->ranks[r]);
 }
 
-/* ---- one forward on P ranks ---------------------------------------------------------------- */
-
-typedef struct {
-    ast_engine *e;
-    int rank, branch, dense;
-    const float *x;
-    float t, theta;
-    float *out;
-    ast_forward_info info;
-    int rc;
-    char err[1024];
-} rank_job;
+/* ---- the rank threads and one forward on P ranks ------------------------------------------- */
 
 /* A rank failed: keep its message, claim "first" if nobody failed before it (a rank that fails
  * because of the abort below always comes after), and make the others return. */
-static void rank_failed(rank_job *j, const char *msg) {
-    j->rc = -1;
-    snprintf(j->err, sizeof j->err, "%s", msg);
+static void rank_failed(rank_slot *s, const char *msg) {
+    s->rc = -1;
+    snprintf(s->err, sizeof s->err, "%s", msg);
     int none = -1;
-    atomic_compare_exchange_strong(&j->e->first_failed, &none, j->rank);
-    ast_comm_abort(j->e->comm); /* the others return from their next exchange */
+    atomic_compare_exchange_strong(&s->e->first_failed, &none, s->rank);
+    ast_comm_abort(s->e->comm); /* the others return from their next exchange */
 }
 
-static void *rank_main(void *arg) {
-    rank_job *j = arg;
-    if (j->e->vt->forward(j->e->ranks[j->rank], j->branch, j->x, j->t, j->theta, j->dense,
-                          j->out, &j->info))
-        rank_failed(j, ast_error_get());
+/* Runs the published job on this slot's rank (the job is not written while ranks run it). */
+static void rank_run(rank_slot *s) {
+    ast_engine *e = s->e;
+    s->rc = 0;
+    memset(&s->info, 0, sizeof s->info);
+    if (e->vt->forward(e->ranks[s->rank], e->job.branch, e->job.x, e->job.t, e->job.theta,
+                       e->job.dense, e->job.out, &s->info))
+        rank_failed(s, ast_error_get());
+}
+
+/* Ranks 1..P-1: wait for a job (or quit), run it, report. No rank leaves a job early: a failed
+ * rank aborts the group, so every rank's forward returns and `pending` reaches 0. */
+static void *rank_thread(void *arg) {
+    rank_slot *s = arg;
+    ast_engine *e = s->e;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->quit && e->job_gen == seen) pthread_cond_wait(&e->go, &e->mu);
+        if (e->quit) break;
+        seen = e->job_gen;
+        pthread_mutex_unlock(&e->mu);
+        rank_run(s);
+        pthread_mutex_lock(&e->mu);
+        if (--e->pending == 0) pthread_cond_signal(&e->done);
+    }
+    pthread_mutex_unlock(&e->mu);
     return NULL;
+}
+
+static int start_rank_threads(ast_engine *e) {
+    for (int r = 0; r < e->P; r++) e->slot[r] = (rank_slot){.e = e, .rank = r};
+    if (pthread_mutex_init(&e->mu, NULL))
+        return ast_fail("sequence parallelism over %d ranks: initialising the rank threads' "
+                        "mutex failed", e->P);
+    if (pthread_cond_init(&e->go, NULL)) {
+        pthread_mutex_destroy(&e->mu);
+        return ast_fail("sequence parallelism over %d ranks: initialising the rank threads' "
+                        "condition variable failed", e->P);
+    }
+    if (pthread_cond_init(&e->done, NULL)) {
+        pthread_cond_destroy(&e->go);
+        pthread_mutex_destroy(&e->mu);
+        return ast_fail("sequence parallelism over %d ranks: initialising the rank threads' "
+                        "condition variable failed", e->P);
+    }
+    e->sync_ok = 1;
+    for (int r = 1; r < e->P; r++) {
+        int err = pthread_create(&e->th[r], NULL, rank_thread, &e->slot[r]);
+        if (err)
+            return ast_fail("sequence parallelism over %d ranks: could not start the thread of "
+                            "rank %d: %s", e->P, r, strerror(err));
+        e->n_threads = r;
+    }
+    return 0;
+}
+
+/* Tells the rank threads to return and joins them; idle here (no forward runs while the engine
+ * is freed, and a forward returns only once every rank has finished, failed or not). */
+static void stop_rank_threads(ast_engine *e) {
+    if (!e->sync_ok) return;
+    pthread_mutex_lock(&e->mu);
+    e->quit = 1;
+    pthread_cond_broadcast(&e->go);
+    pthread_mutex_unlock(&e->mu);
+    for (int r = 1; r <= e->n_threads; r++) pthread_join(e->th[r], NULL);
+    e->n_threads = 0;
+    pthread_cond_destroy(&e->done);
+    pthread_cond_destroy(&e->go);
+    pthread_mutex_destroy(&e->mu);
+    e->sync_ok = 0;
 }
 
 static int forward_ranks(ast_engine *e, int branch, const float *x, float t, float theta,
@@ -210,31 +306,28 @@ static int forward_ranks(ast_engine *e, int branch, const float *x, float t, flo
     if (e->broken)
         return ast_fail("the sequence-parallel group failed in an earlier forward; create a new "
                         "engine");
-    rank_job jobs[AST_MAX_RANKS];
-    pthread_t th[AST_MAX_RANKS];
-    int started[AST_MAX_RANKS] = {0};
     atomic_store(&e->first_failed, -1);
-    for (int r = 0; r < e->P; r++) {
-        jobs[r] = (rank_job){.e = e, .rank = r, .branch = branch, .dense = dense, .x = x,
-                             .t = t, .theta = theta, .out = out};
-    }
-    for (int r = 1; r < e->P; r++) {
-        started[r] = pthread_create(&th[r], NULL, rank_main, &jobs[r]) == 0;
-        if (!started[r]) rank_failed(&jobs[r], "could not start its thread");
-    }
-    rank_main(&jobs[0]);
-    for (int r = 1; r < e->P; r++)
-        if (started[r]) pthread_join(th[r], NULL);
+    pthread_mutex_lock(&e->mu);
+    e->job.branch = branch, e->job.dense = dense, e->job.x = x;
+    e->job.t = t, e->job.theta = theta, e->job.out = out;
+    e->pending = e->P - 1;
+    e->job_gen++;
+    pthread_cond_broadcast(&e->go);
+    pthread_mutex_unlock(&e->mu);
+    rank_run(&e->slot[0]);
+    pthread_mutex_lock(&e->mu);
+    while (e->pending > 0) pthread_cond_wait(&e->done, &e->mu);
+    pthread_mutex_unlock(&e->mu);
     const int bad = atomic_load(&e->first_failed);
     if (bad >= 0) {
         e->broken = 1;
-        return ast_fail("rank %d of %d: %s", bad, e->P, jobs[bad].err);
+        return ast_fail("rank %d of %d: %s", bad, e->P, e->slot[bad].err);
     }
     if (info) {
-        *info = jobs[0].info;
+        *info = e->slot[0].info;
         info->tokens = e->N;
         info->computed = 0;
-        for (int r = 0; r < e->P; r++) info->computed += jobs[r].info.computed;
+        for (int r = 0; r < e->P; r++) info->computed += e->slot[r].info.computed;
     }
     return 0;
 }

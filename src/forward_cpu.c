@@ -283,10 +283,7 @@ static int sp_attention_allgather(cpu_backend *b, int K, float scale) {
     const int P = b->sh.size, D = b->D;
     int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
-    for (int i = 0; i < P; i++) {
-        sc[i] = (int64_t)b->N * 2 * D, sd[i] = 0;
-        rc[i] = b->plan.n[i] * 2 * D, rd[i] = b->plan.first[i] * 2 * D;
-    }
+    ast_allgather_counts(P, b->N, b->plan.n, b->plan.first, 2 * D, sc, sd, rc, rd);
     if (ast_comm_alltoallv(b->sh.comm, b->sh.rank, b->kv, sc, sd, b->xkv_recv, rc, rd, 4, NULL))
         return -1;
     ast_cpu_attention(K, b->Ntot, b->H, b->hd, b->q, D, b->xkv_recv, 2 * D, b->xkv_recv + D,

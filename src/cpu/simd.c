@@ -37,17 +37,7 @@ typedef uint16_t ast_v4h __attribute__((vector_size(8)));
 #define VMAXB(a, b) ((ast_v4f)_mm_max_ps((__m128)(a), (__m128)(b)))
 #define VMINB(a, b) ((ast_v4f)_mm_min_ps((__m128)(a), (__m128)(b)))
 #endif
-#include "simd_tmpl.c"
-#undef SFX
-#undef SIMD_NAME
-#undef VW
-#undef VF
-#undef VI
-#undef VH
-#undef KR
-#undef VSPLAT
-#undef VFMA
-#undef ATTR
+#include "simd_tmpl.c" /* undefines the parameters above */
 
 /* ---- AVX2 copy: 8-lane vectors, 6 rows x 2 vectors = 12 accumulators of 16 ymm registers --- */
 #if AST_SIMD_X86
@@ -66,17 +56,7 @@ typedef uint16_t ast_v8h __attribute__((vector_size(16)));
 #define ATTR __attribute__((target("avx2,fma")))
 #define VMAXB(a, b) ((ast_v8f)_mm256_max_ps((__m256)(a), (__m256)(b)))
 #define VMINB(a, b) ((ast_v8f)_mm256_min_ps((__m256)(a), (__m256)(b)))
-#include "simd_tmpl.c"
-#undef SFX
-#undef SIMD_NAME
-#undef VW
-#undef VF
-#undef VI
-#undef VH
-#undef KR
-#undef VSPLAT
-#undef VFMA
-#undef ATTR
+#include "simd_tmpl.c" /* undefines the parameters above */
 #endif
 
 static int cpu_has_avx2(void) {

@@ -9,7 +9,7 @@
  *   VFMA(a, b, c)  a*b + c (fused where the ISA has it)
  *   VMAXB, VMINB   optional: lane-wise max/min with x86 MAXPS/MINPS NaN semantics (see below)
  * Everything is plain GCC vector-extension code except VFMA, VMAXB/VMINB and pack16's register
- * transposes, so the two copies cannot drift. */
+ * transposes, so the two copies cannot drift. It undefines all of these at its end. */
 
 #define TCAT2(a, b) a##b
 #define TCAT(a, b) TCAT2(a, b)
@@ -299,3 +299,14 @@ static const ast_cpu_simd FN(table) = {
 #undef TCAT2
 #undef VMAXB
 #undef VMINB
+/* the includer's parameters: the next copy defines its own */
+#undef SFX
+#undef SIMD_NAME
+#undef VW
+#undef VF
+#undef VI
+#undef VH
+#undef KR
+#undef VSPLAT
+#undef VFMA
+#undef ATTR

@@ -1,4 +1,44 @@
-# search_lib.sh — sourced by the astraea-search CLI tests (needs $S, the astraea-search binary).
+# search_lib.sh — the common setup and helpers of the astraea-search CLI tests
+# (test_search_resume.sh, test_search_workers.sh, test_search_mpi.sh), sourced after `set -u` and
+# B=<build dir>. Sets FX (the tiny fixture checkpoint's folder), MODELS (the installed models), S
+# (astraea-search), D (search_dump), T (a scratch folder removed on exit) and the check counters
+# that ok, bad and checks_passed keep and report.
+# shellcheck shell=bash disable=SC2034 # (the variables are the sourcing test's)
+FX=${AST_FIXTURES:-tests/fixtures}/tiny
+MODELS=${ASTRAEA_MODELS:-models}
+S=$B/astraea-search
+D=$B/tests/search_dump
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0; checks=0
+ok()  { checks=$((checks+1)); echo "ok   $1"; }
+bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
+# checks_passed: prints the tally; the test's exit status (0 when no check failed)
+checks_passed() { echo "$((checks - fails)) of $checks checks passed"; [ $fails -eq 0 ]; }
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# engine_model "WAN_MINI_ARGS" "TINY_ARGS": the model of a test's real-CPU-engine case. wan-mini
+# when its weights are installed in $MODELS and this is no sanitizer build (AST_SANITIZE=none;
+# under a sanitizer wan-mini's CPU forwards take minutes, and the engine is checked by
+# test_engine/test_golden), else the tiny fixture checkpoint, whose prompts are its two context
+# files (written to $T/prompts.txt). Sets ENG_NAME (wan-mini or tiny-engine) and the array ENG:
+# --model (and --prompts), then the chosen ARGS (the test's own sizes, speedup, latency model and
+# GA), split on blanks.
+engine_model() {
+    local -a args
+    if [ "${AST_SANITIZE:-none}" = none ] && ls "$MODELS"/wan-mini/*.safetensors >/dev/null 2>&1; then
+        read -r -a args <<<"$1"
+        ENG_NAME=wan-mini
+        ENG=(--model wan-mini "${args[@]}")
+    else
+        echo "note: sanitizer build (${AST_SANITIZE:-none}) or wan-mini weights not installed in $MODELS/wan-mini: using the tiny fixture checkpoint"
+        printf '%s\n' "$(cd "$FX" && pwd)/sample_in.safetensors" "$(cd "$FX" && pwd)/forward_in.safetensors" >"$T/prompts.txt"
+        read -r -a args <<<"$2"
+        ENG_NAME=tiny-engine
+        ENG=(--model "$FX/orig_f32" --prompts "$T/prompts.txt" "${args[@]}")
+    fi
+}
 
 # evals_of DB: committed evaluations of run 1 ("" while the DB does not exist yet)
 evals_of() { [ -f "$1" ] && $S --db "$1" --list 2>/dev/null | awk 'NR==2 {print $9}'; }

@@ -10,11 +10,7 @@
 # checkpoint with context-file prompts). Skips (77) when the build has no MPI or mpirun is missing.
 set -u
 B=${1:?build dir}
-FX=${AST_FIXTURES:-tests/fixtures}/tiny
-MODELS=${ASTRAEA_MODELS:-models}
-S=$B/astraea-search
-. "$(dirname "$0")/search_lib.sh" # wait_evals
-D=$B/tests/search_dump
+. "$(dirname "$0")/search_lib.sh" # S, D, T, ok/bad; engine_model, now_ms, wait_evals
 
 if ! grep -q '#define AST_HAVE_MPI 1' "$B/ast_config.h" 2>/dev/null; then
     echo "SKIP: this build has no MPI (meson setup -Dmpi=enabled with libopenmpi-dev installed)"
@@ -37,8 +33,6 @@ export OMPI_MCA_pml=ob1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_hwloc_base_binding_policy=none
 export OMPI_MCA_btl_base_warn_component_unused=0
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 if [ "${AST_SANITIZE:-none}" != none ]; then
     # LeakSanitizer: what OpenMPI allocates in MPI_Init and its progress threads and never frees
     # is its own; every other leak still counts
@@ -47,10 +41,6 @@ if [ "${AST_SANITIZE:-none}" != none ]; then
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0" # whole stacks through OpenMPI's plugins
 fi
 MPIRUN=(timeout 240 mpirun --allow-run-as-root --oversubscribe --bind-to none -np 3)
-fails=0; checks=0
-ok()  { checks=$((checks+1)); echo "ok   $1"; }
-bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # mpi_case NAME ARGS...: one process vs mpirun -np 3; leaves NAME-1.txt and the MPI run's time.
 mpi_case() {
@@ -139,18 +129,8 @@ if [ $rc -eq 2 ] && grep -q "every rank but rank 0 is one worker" "$T/log"; then
 else bad "--workers under mpirun: exit $rc: $(head -c 300 "$T/log")"; fi
 
 # ---- the real CPU engine
-if [ "${AST_SANITIZE:-none}" = none ] && ls "$MODELS"/wan-mini/*.safetensors >/dev/null 2>&1; then
-    mpi_case wan-mini --model wan-mini --backend cpu --target-speedup 2x --frames 4 --height 16 \
-        --width 16 --steps 6 --guidance 1 --n-prompts 1 --latency-model 0.001,0.02 --population 6 \
-        --parents 3 --elites 1 --children 4 --generations 3 --seed 3 --measure-repeats 1
-else
-    echo "note: sanitizer build (${AST_SANITIZE:-none}) or wan-mini weights not installed in $MODELS/wan-mini: using the tiny fixture checkpoint"
-    printf '%s\n' "$(cd "$FX" && pwd)/sample_in.safetensors" "$(cd "$FX" && pwd)/forward_in.safetensors" >"$T/prompts.txt"
-    mpi_case tiny-engine --model "$FX/orig_f32" --prompts "$T/prompts.txt" --frames 9 --height 64 \
-        --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x \
-        --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 \
-        --generations 2 --seed 3 --measure-repeats 1
-fi
+engine_model "--backend cpu --target-speedup 2x --frames 4 --height 16 --width 16 --steps 6 --guidance 1 --n-prompts 1 --latency-model 0.001,0.02 --population 6 --parents 3 --elites 1 --children 4 --generations 3 --seed 3 --measure-repeats 1" \
+    "--frames 9 --height 64 --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 --generations 2 --seed 3 --measure-repeats 1"
+mpi_case "$ENG_NAME" "${ENG[@]}"
 
-echo "$((checks - fails)) of $checks checks passed"
-[ $fails -eq 0 ]
+checks_passed

@@ -10,15 +10,7 @@
 # measurement, and two measurements differ.
 set -u
 B=${1:?build dir}
-FX=${AST_FIXTURES:-tests/fixtures}/tiny
-MODELS=${ASTRAEA_MODELS:-models}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0; checks=0
-ok()  { checks=$((checks+1)); echo "ok   $1"; }
-bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
-S=$B/astraea-search
-. "$(dirname "$0")/search_lib.sh" # evals_of, evals_while, kill9_after, wait_evals
+. "$(dirname "$0")/search_lib.sh" # S, T, ok/bad; engine_model, evals_of, evals_while, kill9_after, wait_evals
 E=$B/astraea-export
 
 # The fields of an exported best profile that must match between two runs of one search.
@@ -77,22 +69,13 @@ resume_case() {
 
 GA="--population 8 --parents 3 --elites 1 --children 6 --generations 4 --seed 3 --measure-repeats 1"
 
-# ---- the real CPU engine (in a sanitizer build, AST_SANITIZE != none, the tiny checkpoint: there
-# wan-mini's ~100 CPU forwards take minutes, and the engine is checked by test_engine/test_golden)
-if [ "${AST_SANITIZE:-none}" = none ] && ls "$MODELS"/wan-mini/*.safetensors >/dev/null 2>&1; then
-    # small: 6 steps, no CFG, one prompt, 18 evaluations (~100 forwards of wan-mini)
-    KILL_BY=evals resume_case wan-mini --model wan-mini --backend cpu --target-speedup 2x --steps 6 --guidance 1 \
-        --n-prompts 1 --latency-model 0.001,0.02 --population 6 --parents 3 --elites 1 --children 4 \
-        --generations 3 --seed 3 --measure-repeats 1
-else
-    echo "note: sanitizer build (${AST_SANITIZE:-none}) or wan-mini weights not installed in $MODELS/wan-mini: using the tiny fixture checkpoint"
-    printf '%s\n' "$(cd "$FX" && pwd)/sample_in.safetensors" "$(cd "$FX" && pwd)/forward_in.safetensors" >"$T/prompts.txt"
-    # 6 steps, 18 evaluations x 2 prompts (~220 forwards of a 72-token model)
-    KILL_BY=evals resume_case tiny-engine --model "$FX/orig_f32" --prompts "$T/prompts.txt" --frames 9 --height 64 \
-        --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x \
-        --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 \
-        --generations 3 --seed 3 --measure-repeats 1
-fi
+# ---- the real CPU engine (wan-mini, or the tiny checkpoint in a sanitizer build or without the
+# wan-mini weights: engine_model). wan-mini small: 6 steps, no CFG, one prompt, 18 evaluations
+# (~100 forwards of wan-mini); tiny: 6 steps, 18 evaluations x 2 prompts (~220 forwards of a
+# 72-token model).
+engine_model "--backend cpu --target-speedup 2x --steps 6 --guidance 1 --n-prompts 1 --latency-model 0.001,0.02 --population 6 --parents 3 --elites 1 --children 4 --generations 3 --seed 3 --measure-repeats 1" \
+    "--frames 9 --height 64 --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 --generations 3 --seed 3 --measure-repeats 1"
+KILL_BY=evals resume_case "$ENG_NAME" "${ENG[@]}"
 
 # ---- the synthetic stand-in (each generation sleeps 3 ms so kills land mid-run)
 resume_case synthetic --model synthetic --synthetic-ms 3 --target-speedup 2x --steps 16 $GA
@@ -143,5 +126,4 @@ $S --self-test >"$T/log" 2>&1 && grep -q "caught: 6/6" "$T/log" && ok "--self-te
 $S --target-speedup 2x --model synthetic --db "$T/dry.db" --dry-run >"$T/log" 2>&1 && [ ! -e "$T/dry.db" ] \
     && ok "--dry-run writes nothing: $(tail -1 "$T/log")" || bad "--dry-run: $(cat "$T/log")"
 
-echo "$((checks - fails)) of $checks checks passed"
-[ $fails -eq 0 ]
+checks_passed

@@ -11,18 +11,7 @@
 # latency model is pinned so the runs share one repair band.
 set -u
 B=${1:?build dir}
-FX=${AST_FIXTURES:-tests/fixtures}/tiny
-MODELS=${ASTRAEA_MODELS:-models}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0; checks=0
-ok()  { checks=$((checks+1)); echo "ok   $1"; }
-bad() { checks=$((checks+1)); fails=$((fails+1)); echo "FAIL $1"; }
-S=$B/astraea-search
-. "$(dirname "$0")/search_lib.sh" # evals_of, evals_while, kill9_after, wait_evals
-D=$B/tests/search_dump
-
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+. "$(dirname "$0")/search_lib.sh" # S, D, T, ok/bad; engine_model, evals_of, evals_while, kill9_after, now_ms, wait_evals
 
 # same_case NAME ARGS...: --workers 1 vs --workers 3; leaves $T/NAME-1.db (the reference) and
 # the 3-worker run's duration in $ms3.
@@ -125,16 +114,8 @@ if same_case synthetic $SYN; then
 fi
 
 # ---- the real CPU engine
-if [ "${AST_SANITIZE:-none}" = none ] && ls "$MODELS"/wan-mini/*.safetensors >/dev/null 2>&1; then
-    ENG="--model wan-mini --backend cpu --target-speedup 2x --frames 4 --height 16 --width 16 --steps 6 --guidance 1 --n-prompts 1 --latency-model 0.001,0.02 --population 6 --parents 3 --elites 1 --children 4 --generations 3 --seed 3 --measure-repeats 1"
-    name=wan-mini
-else
-    echo "note: sanitizer build (${AST_SANITIZE:-none}) or wan-mini weights not installed in $MODELS/wan-mini: using the tiny fixture checkpoint"
-    printf '%s\n' "$(cd "$FX" && pwd)/sample_in.safetensors" "$(cd "$FX" && pwd)/forward_in.safetensors" >"$T/prompts.txt"
-    ENG="--model $FX/orig_f32 --prompts $T/prompts.txt --frames 9 --height 64 --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 --generations 2 --seed 3 --measure-repeats 1"
-    name=tiny-engine
-fi
-same_case $name $ENG && KILL_BY=evals kill_case $name 1 $ENG
+engine_model "--backend cpu --target-speedup 2x --frames 4 --height 16 --width 16 --steps 6 --guidance 1 --n-prompts 1 --latency-model 0.001,0.02 --population 6 --parents 3 --elites 1 --children 4 --generations 3 --seed 3 --measure-repeats 1" \
+    "--frames 9 --height 64 --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 --generations 2 --seed 3 --measure-repeats 1"
+same_case "$ENG_NAME" "${ENG[@]}" && KILL_BY=evals kill_case "$ENG_NAME" 1 "${ENG[@]}"
 
-echo "$((checks - fails)) of $checks checks passed"
-[ $fails -eq 0 ]
+checks_passed

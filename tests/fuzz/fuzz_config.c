@@ -23,9 +23,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argv;
     fz_tmpdir(g_dir, sizeof g_dir, "config");
     ast_wan_config c = lt_mini_config();
-    c.dim = 8;
-    c.num_heads = 2;
-    c.head_dim = 4;
+    lt_set_heads(&c, 2, 4);
     c.ffn_dim = 16;
     c.freq_dim = 8;
     c.text_dim = 8;

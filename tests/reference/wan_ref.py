@@ -108,15 +108,16 @@ def rope_token_angles(head_dim, grid, device=None):
     return a.reshape(fr * hh * ww, -1)
 
 
-def rope_apply(x, angles):
-    """x [B, L, heads, d]; pairs (2m, 2m+1) rotated by angle[n, m], computed in float64 (as the
-    official rope_apply); returns float32 (or float64 for a float64 input). angles: [L, d/2]
-    float64, or its precomputed (cos, sin) pair."""
+def rope_apply(x, angles, dtype=torch.float64):
+    """x [B, L, heads, d]; pairs (2m, 2m+1) rotated by angle[n, m], computed in `dtype`: float64
+    (the default, as the official rope_apply) or float32 (the trainer's faster variant, rounding
+    ~1e-7 relative); returns float32 (or float64 for a float64 input). angles: [L, d/2] float64, or
+    its precomputed (cos, sin) pair (the tables, like x, are cast to `dtype`)."""
     b, s, n, d = x.shape
     cos, sin = angles if isinstance(angles, tuple) else (torch.cos(angles), torch.sin(angles))
-    xd = x.to(torch.float64).reshape(b, s, n, d // 2, 2)
+    xd = x.to(dtype).reshape(b, s, n, d // 2, 2)
     x0, x1 = xd[..., 0], xd[..., 1]
-    cos, sin = cos.view(1, s, 1, d // 2), sin.view(1, s, 1, d // 2)
+    cos, sin = cos.to(dtype).view(1, s, 1, d // 2), sin.to(dtype).view(1, s, 1, d // 2)
     out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).reshape(b, s, n, d)
     return out.to(torch.promote_types(x.dtype, torch.float32))
 

@@ -1,6 +1,8 @@
 /* loader_test_util.h — helpers shared by the checkpoint-reading tests (test_safetensors,
- * test_wan_load, test_prompt): a scratch folder that is removed afterwards, and raw file
- * writers for hand-made (often deliberately broken) safetensors files. Header-only. */
+ * test_wan_load, test_prompt, test_faults, fuzz_config) and the tests that need a model of a
+ * given size (test_seqpar, test_gpu_seqpar, test_gpu_oom): a scratch folder that is removed
+ * afterwards, raw file writers for hand-made (often deliberately broken) safetensors files,
+ * synthetic Wan checkpoints and configs, and a loaded model with random weights. Header-only. */
 #ifndef AST_LOADER_TEST_UTIL_H
 #define AST_LOADER_TEST_UTIL_H
 
@@ -11,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model_random.h"
 #include "test_util.h"
 #include "wan.h"
 
@@ -211,15 +214,20 @@ static inline int lt_write_ckpt(const char *dir, const ast_wan_config *cfg, cons
     return rc;
 }
 
+/* Sets the attention width of c: num_heads heads of head_dim (dim = num_heads x head_dim). */
+static inline void lt_set_heads(ast_wan_config *c, int num_heads, int head_dim) {
+    c->num_heads = num_heads;
+    c->head_dim = head_dim;
+    c->dim = num_heads * head_dim;
+}
+
 /* The tiny model the loader tests use: dim 64, 2 heads, 2 layers, ffn 128, text_dim 32,
  * text_len 8, in/out 16, patch (1,2,2), freq_dim 256. */
 static inline ast_wan_config lt_mini_config(void) {
     ast_wan_config c;
     memset(&c, 0, sizeof c);
     snprintf(c.model_id, sizeof c.model_id, "custom");
-    c.dim = 64;
-    c.num_heads = 2;
-    c.head_dim = 32;
+    lt_set_heads(&c, 2, 32);
     c.num_layers = 2;
     c.ffn_dim = 128;
     c.freq_dim = 256;
@@ -230,6 +238,21 @@ static inline ast_wan_config lt_mini_config(void) {
     c.patch[1] = c.patch[2] = 2;
     c.eps = 1e-6f;
     return c;
+}
+
+/* A model of config cfg with random weights (ast_write_random_checkpoint: seed, matrices stored
+ * as dtype), written to a scratch folder named after tag and loaded; the folder is removed once
+ * loaded (the model keeps its mmapped files). Checks the write and the load; NULL if either
+ * failed (the failure is recorded). */
+static inline ast_model *lt_random_model(const char *tag, const ast_wan_config *cfg, uint64_t seed,
+                                         ast_dtype dtype) {
+    char dir[512];
+    lt_tmpdir(dir, sizeof dir, tag);
+    ast_model *m = NULL;
+    CHECK(ast_write_random_checkpoint(dir, cfg, seed, dtype) == 0, "write: %s", ast_error_get());
+    CHECK(ast_model_load(dir, NULL, &m) == 0, "load: %s", ast_error_get());
+    lt_rmtree(dir);
+    return m;
 }
 
 #endif

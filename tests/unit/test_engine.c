@@ -5,16 +5,10 @@
 #include "safetensors.h"
 #include "sampler.h"
 #include "test_util.h"
+#include "unit/forward_test_util.h"
 
 static ast_engine *engine(const ast_model *m, int tw, ast_cache_mode cache) {
-    ast_engine_params p = {0};
-    p.backend = AST_BACKEND_CPU;
-    p.frames = 3;
-    p.height = 8;
-    p.width = 12;
-    p.n_branches = 2;
-    p.tokenwise = tw;
-    ast_tokenwise_opts_default(&p.tw);
+    ast_engine_params p = ft_params(AST_BACKEND_CPU, 3, 8, 12, 2, tw);
     p.tw.cache = cache;
     ast_engine *e = NULL;
     CHECK(ast_engine_create(m, &p, &e) == 0, "engine: %s", ast_error_get());

@@ -8,6 +8,7 @@
 #include "safetensors.h"
 #include "sampler.h"
 #include "test_util.h"
+#include "unit/forward_test_util.h"
 
 #define TOL 1e-4
 
@@ -24,14 +25,8 @@ static float *to_f32(const ast_tensor *t) {
 }
 
 static ast_engine *make_engine(const ast_model *m, const ast_tensor *x, int branches, int tw) {
-    ast_engine_params p = {0};
-    p.backend = AST_BACKEND_CPU;
-    p.frames = (int)x->shape[1];
-    p.height = (int)x->shape[2];
-    p.width = (int)x->shape[3];
-    p.n_branches = branches;
-    p.tokenwise = tw;
-    ast_tokenwise_opts_default(&p.tw);
+    ast_engine_params p = ft_params(AST_BACKEND_CPU, (int)x->shape[1], (int)x->shape[2],
+                                    (int)x->shape[3], branches, tw);
     ast_engine *e = NULL;
     CHECK(ast_engine_create(m, &p, &e) == 0, "engine: %s", ast_error_get());
     return e;

@@ -38,15 +38,7 @@ static float *to_f32(const ast_tensor *t) {
 
 static ast_engine *make(const ast_model *m, ast_backend_kind be, int F, int H, int W, int branches,
                         int tokenwise, ast_cache_mode cache, float w_alpha) {
-    ast_engine_params p = {0};
-    p.backend = be;
-    p.device = 0;
-    p.frames = F;
-    p.height = H;
-    p.width = W;
-    p.n_branches = branches;
-    p.tokenwise = tokenwise;
-    ast_tokenwise_opts_default(&p.tw);
+    ast_engine_params p = ft_params(be, F, H, W, branches, tokenwise);
     p.tw.cache = cache;
     p.tw.w_alpha = w_alpha;
     ast_engine *e = NULL;

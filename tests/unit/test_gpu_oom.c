@@ -11,7 +11,6 @@
 #include "ast_config.h"
 #include "backend.h"
 #include "engine.h"
-#include "model_random.h"
 #include "test_util.h"
 #include "unit/forward_test_util.h"
 #include "unit/loader_test_util.h"
@@ -19,15 +18,7 @@
 #define NAME "test_gpu_oom"
 
 static ast_engine *make(const ast_model *m, int F, int H, int W) {
-    ast_engine_params p = {0};
-    p.backend = AST_BACKEND_CUDA;
-    p.device = 0;
-    p.frames = F;
-    p.height = H;
-    p.width = W;
-    p.n_branches = 2;
-    p.tokenwise = 1;
-    ast_tokenwise_opts_default(&p.tw);
+    ast_engine_params p = ft_params(AST_BACKEND_CUDA, F, H, W, 2, 1);
     ast_engine *e = NULL;
     ast_error_clear();
     if (ast_engine_create(m, &p, &e) != 0) return NULL;
@@ -39,23 +30,14 @@ int main(void) {
     char why[256];
     if (ast_cuda_device_count(why, sizeof why) <= 0) return ast_test_skip(NAME, why);
 
-    char dir[512];
-    lt_tmpdir(dir, sizeof dir, "gpu_oom");
     ast_wan_config c = lt_mini_config();
-    c.dim = 1024;
-    c.num_heads = 8;
-    c.head_dim = 128;
+    lt_set_heads(&c, 8, 128);
     c.ffn_dim = 16384;
     c.num_layers = 1;
     c.text_dim = 64;
     c.text_len = 16;
-    ast_model *m = NULL;
-    CHECK(ast_write_random_checkpoint(dir, &c, 7, AST_DT_BF16) == 0, "write: %s", ast_error_get());
-    CHECK(ast_model_load(dir, NULL, &m) == 0, "load: %s", ast_error_get());
-    if (!m) {
-        lt_rmtree(dir);
-        return ast_test_finish(NAME);
-    }
+    ast_model *m = lt_random_model("gpu_oom", &c, 7, AST_DT_BF16);
+    if (!m) return ast_test_finish(NAME);
 
     /* 15 x 512 x 512 = 3.9M tokens (the engine's limit is 4M) */
     ast_engine *e = make(m, 15, 1024, 1024);
@@ -88,6 +70,5 @@ int main(void) {
         ast_engine_free(e);
     }
     ast_model_free(m);
-    lt_rmtree(dir);
     return ast_test_finish(NAME);
 }

@@ -25,7 +25,6 @@ int main(void) { return ast_test_skip(NAME, "built without CUDA or without NCCL"
 
 #include "backend.h"
 #include "engine.h"
-#include "model_random.h"
 #include "sampler.h"
 #include "unit/forward_test_util.h"
 #include "unit/loader_test_util.h"
@@ -34,14 +33,9 @@ enum { F = 3, H = 30, W = 50 };
 
 static ast_engine *make(const ast_model *m, ast_backend_kind be, int ranks, int tokenwise,
                         int segments) {
-    ast_engine_params p = {0};
-    p.backend = be;
-    p.frames = F, p.height = H, p.width = W;
-    p.n_branches = 2;
-    p.tokenwise = tokenwise;
+    ast_engine_params p = ft_params(be, F, H, W, 2, tokenwise);
     p.n_ranks = ranks;
     for (int i = 0; i < ranks; i++) p.devices[i] = i;
-    ast_tokenwise_opts_default(&p.tw);
     p.tw.select_segments = segments;
     ast_engine *e = NULL;
     CHECK(ast_engine_create(m, &p, &e) == 0, "%s engine, %d ranks, tokenwise %d: %s",
@@ -68,16 +62,10 @@ int main(void) {
         snprintf(reason, sizeof reason, "needs 2 CUDA devices, found %d", ndev);
         return ast_test_skip(NAME, reason);
     }
-    char dir[512];
-    lt_tmpdir(dir, sizeof dir, "gpu_seqpar");
     ast_wan_config c = lt_mini_config();
-    c.dim = 256, c.num_heads = 4, c.head_dim = 64, c.ffn_dim = 512, c.text_dim = 64;
-    c.text_len = 16;
-    ast_model *m = NULL;
-    CHECK(ast_write_random_checkpoint(dir, &c, 21, AST_DT_F32) == 0, "write: %s",
-          ast_error_get());
-    CHECK(ast_model_load(dir, NULL, &m) == 0, "load: %s", ast_error_get());
-    lt_rmtree(dir);
+    lt_set_heads(&c, 4, 64);
+    c.ffn_dim = 512, c.text_dim = 64, c.text_len = 16;
+    ast_model *m = lt_random_model("gpu_seqpar", &c, 21, AST_DT_F32);
     if (!m) return ast_test_finish(NAME);
 
     const int64_t n = (int64_t)c.in_dim * F * H * W;
@@ -163,13 +151,9 @@ int main(void) {
     ast_model_free(m);
 
     /* 6. the K/V all-gather path on 2 GPUs: a model with 3 heads of 64 (2 does not divide 3) */
-    lt_tmpdir(dir, sizeof dir, "gpu_seqpar3");
-    c.dim = 192, c.num_heads = 3, c.ffn_dim = 384;
-    m = NULL;
-    CHECK(ast_write_random_checkpoint(dir, &c, 22, AST_DT_F32) == 0, "write: %s",
-          ast_error_get());
-    CHECK(ast_model_load(dir, NULL, &m) == 0, "load: %s", ast_error_get());
-    lt_rmtree(dir);
+    lt_set_heads(&c, 3, 64);
+    c.ffn_dim = 384;
+    m = lt_random_model("gpu_seqpar3", &c, 22, AST_DT_F32);
     if (!m) return ast_test_finish(NAME);
     g1 = make(m, AST_BACKEND_CUDA, 1, 1, 1);
     g2 = make(m, AST_BACKEND_CUDA, 2, 1, 1);

@@ -3,30 +3,26 @@
  * token-wise against a 1-rank engine that selects per segment exactly as P ranks do
  * (select_segments = P) — on uneven shards: Ulysses with P = 2 (2 heads) and P = 2, 4
  * (4 heads), the K/V all-gather fallback with P = 3 (2 and 4 heads); the tokens computed are
- * the sum of the shards' budgets; the threads exchange itself is checked on its own. */
+ * the sum of the shards' budgets; the threads exchange itself is checked on its own, and with
+ * the K/V all-gather's counts (ast_allgather_counts); a failed forward names its rank and breaks
+ * the engine, and an engine's rank threads serve many forwards. */
 #include <omp.h>
 #include <pthread.h>
 
+#include "backend.h"
 #include "comm.h"
 #include "engine.h"
-#include "model_random.h"
 #include "sampler.h"
 #include "test_util.h"
 #include "tokenwise.h"
+#include "unit/forward_test_util.h"
 #include "unit/loader_test_util.h"
 
 #define NAME "seqpar"
 
 static ast_engine *engine(const ast_model *m, int F, int H, int W, int tw, int ranks, int segs) {
-    ast_engine_params p = {0};
-    p.backend = AST_BACKEND_CPU;
-    p.frames = F;
-    p.height = H;
-    p.width = W;
-    p.n_branches = 2;
-    p.tokenwise = tw;
+    ast_engine_params p = ft_params(AST_BACKEND_CPU, F, H, W, 2, tw);
     p.n_ranks = ranks;
-    ast_tokenwise_opts_default(&p.tw);
     p.tw.select_segments = segs;
     ast_engine *e = NULL;
     CHECK(ast_engine_create(m, &p, &e) == 0, "engine (%d ranks): %s", ranks, ast_error_get());
@@ -185,6 +181,71 @@ static void exchange(int P, int failing) {
     ast_comm_free(c);
 }
 
+/* ---- the K/V all-gather's counts (ast_allgather_counts) through the threads exchange ------- */
+
+typedef struct {
+    ast_comm *c;
+    const ast_shard_plan *pl;
+    int rank, rc;
+} gjob;
+
+enum { GW = 3 }; /* elements per row */
+
+/* Rank `me` sends its rows (row t of the sequence holds 100 t + column) to every rank with the
+ * helper's counts; every rank must end up with the whole sequence in order. */
+static void *gmain(void *arg) {
+    gjob *j = arg;
+    const ast_shard_plan *pl = j->pl;
+    const int P = j->c->size, me = j->rank;
+    const int64_t ntot = pl->first[P - 1] + pl->n[P - 1];
+    int send[64 * GW], recv[64 * GW];
+    memset(recv, 0xff, sizeof recv);
+    for (int64_t t = 0; t < pl->n[me] * GW; t++)
+        send[t] = (int)(100 * (pl->first[me] + t / GW) + t % GW);
+    int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
+            rd[AST_MAX_RANKS] = {0};
+    ast_allgather_counts(P, pl->n[me], pl->n, pl->first, GW, sc, sd, rc, rd);
+    j->rc = ast_comm_alltoallv(j->c, me, send, sc, sd, recv, rc, rd, sizeof(int), NULL);
+    for (int64_t t = 0; j->rc == 0 && t < ntot * GW; t++)
+        if (recv[t] != 100 * (t / GW) + t % GW) j->rc = 1;
+    return NULL;
+}
+
+static void allgather_counts(int64_t n, int P) {
+    ast_shard_plan pl;
+    ast_shard_plan_init(&pl, n, P);
+    /* the arithmetic itself, rank 1 of P: its rows to everyone from offset 0; peer i's rows at
+     * their place in the sequence, tiling [0, n) */
+    int64_t sc[AST_MAX_RANKS], sd[AST_MAX_RANKS], rc[AST_MAX_RANKS], rd[AST_MAX_RANKS], end = 0;
+    ast_allgather_counts(P, pl.n[1], pl.n, pl.first, GW, sc, sd, rc, rd);
+    for (int i = 0; i < P; i++) {
+        CHECK(sc[i] == pl.n[1] * GW && sd[i] == 0, "all-gather, %d ranks: rank 1 sends %lld at "
+              "%lld to rank %d, expected %lld at 0", P, (long long)sc[i], (long long)sd[i], i,
+              (long long)(pl.n[1] * GW));
+        CHECK(rd[i] == end && rc[i] == pl.n[i] * GW, "all-gather, %d ranks: rank %d's rows "
+              "received at %lld (+%lld), expected %lld (+%lld)", P, i, (long long)rd[i],
+              (long long)rc[i], (long long)end, (long long)(pl.n[i] * GW));
+        end = rd[i] + rc[i];
+    }
+    CHECK(end == n * GW, "all-gather, %d ranks: the received rows end at %lld, not %lld", P,
+          (long long)end, (long long)(n * GW));
+    /* and through the exchange: the counts pair up and every rank gathers the sequence */
+    ast_comm *c = NULL;
+    CHECK(ast_comm_threads_create(P, &c) == 0, "threads comm: %s", ast_error_get());
+    if (!c) return;
+    gjob jobs[AST_MAX_RANKS];
+    pthread_t th[AST_MAX_RANKS];
+    for (int r = 0; r < P; r++) {
+        jobs[r] = (gjob){c, &pl, r, 0};
+        pthread_create(&th[r], NULL, gmain, &jobs[r]);
+    }
+    for (int r = 0; r < P; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < P; r++)
+        CHECK(jobs[r].rc == 0, "all-gather of %lld rows over %d ranks: rank %d got %s",
+              (long long)n, P, r, jobs[r].rc > 0 ? "wrong data" : "an error");
+    ast_comm_free(c);
+}
+
 int main(void) {
     /* shard ranges: sizes differ by at most 1, they tile [0, n) */
     for (int P = 1; P <= 5; P++) {
@@ -201,6 +262,9 @@ int main(void) {
     exchange(3, -1);
     exchange(4, -1);
     exchange(3, 1);
+    allgather_counts(45, 2);
+    allgather_counts(45, 3);
+    allgather_counts(46, 4); /* uneven shards: 12 12 11 11 */
 
     char path[1024];
     ast_model *tiny = NULL;
@@ -222,26 +286,67 @@ int main(void) {
           "3 ranks on 2 heads: engine %s", ag ? ast_engine_device_name(ag) : ast_error_get());
     if (ag) printf("3 ranks on 2 heads: %s\n", ast_engine_device_name(ag));
     ast_engine_free(ag);
+
+    /* a failed forward (no context yet, on every rank): the error names the rank, the engine
+     * refuses later forwards even with good inputs, and freeing it joins its rank threads */
+    p.n_ranks = 2;
+    ast_engine *bad = NULL;
+    CHECK(ast_engine_create(tiny, &p, &bad) == 0, "2 ranks: %s", ast_error_get());
+    if (bad) {
+        const ast_wan_config *tc = &tiny->cfg;
+        float *x = calloc((size_t)tc->in_dim * 3 * 6 * 10, sizeof(float)),
+              *y = calloc((size_t)tc->out_dim * 3 * 6 * 10, sizeof(float)),
+              *ctx = calloc((size_t)tc->text_len * tc->text_dim, sizeof(float));
+        CHECK_FAILS_WITH(ast_engine_forward(bad, 0, x, 500, 1, y, NULL),
+                         " of 2: internal: forward on CFG branch 0 before its context was set");
+        CHECK(strncmp(ast_error_get(), "rank ", 5) == 0, "error '%s' does not name the rank",
+              ast_error_get());
+        CHECK(ast_engine_set_context(bad, 0, ctx, tc->text_len) == 0, "context: %s",
+              ast_error_get());
+        CHECK_FAILS_WITH(ast_engine_forward(bad, 0, x, 500, 1, y, NULL), "earlier forward");
+        free(x), free(y), free(ctx);
+    }
+    ast_engine_free(bad);
+
+    /* the rank threads live as long as the engine: many forwards, then free and again */
+    for (int round = 0; round < 2; round++) {
+        ast_engine *e2 = NULL;
+        p.n_ranks = 2 + round;
+        CHECK(ast_engine_create(tiny, &p, &e2) == 0, "%d ranks: %s", p.n_ranks,
+              ast_error_get());
+        if (!e2) continue;
+        const ast_wan_config *tc = &tiny->cfg;
+        float *x = calloc((size_t)tc->in_dim * 3 * 6 * 10, sizeof(float)),
+              *y = calloc((size_t)tc->out_dim * 3 * 6 * 10, sizeof(float)),
+              *ctx = calloc((size_t)tc->text_len * tc->text_dim, sizeof(float));
+        ast_forward_info info;
+        CHECK(ast_engine_set_context(e2, 0, ctx, tc->text_len) == 0, "context: %s",
+              ast_error_get());
+        for (int i = 0; i < 20; i++) {
+            if (ast_engine_forward(e2, 0, x, 500, 1, y, &info)) {
+                CHECK(0, "%d ranks, forward %d: %s", p.n_ranks, i, ast_error_get());
+                break;
+            }
+            CHECK(info.tokens == 45 && info.computed == 45,
+                  "%d ranks: info tokens %d computed %d, expected 45 and 45", p.n_ranks,
+                  info.tokens, info.computed);
+        }
+        free(x), free(y), free(ctx);
+        ast_engine_free(e2);
+    }
     p.n_ranks = AST_MAX_RANKS + 1;
     CHECK_FAILS_WITH(ast_engine_create(tiny, &p, &ag), "at most");
     ast_model_free(tiny);
 
     /* 4 heads: P = 2 and 4 (shards 12 + 11 + 11 + 11) */
-    char dir[512];
-    lt_tmpdir(dir, sizeof dir, NAME);
     ast_wan_config c = lt_mini_config();
-    c.num_heads = 4;
-    c.head_dim = 16;
-    ast_model *m4 = NULL;
-    CHECK(ast_write_random_checkpoint(dir, &c, 5, AST_DT_F32) == 0, "write: %s",
-          ast_error_get());
-    CHECK(ast_model_load(dir, NULL, &m4) == 0, "load: %s", ast_error_get());
+    lt_set_heads(&c, 4, 16);
+    ast_model *m4 = lt_random_model(NAME, &c, 5, AST_DT_F32);
     if (m4) {
         compare(m4, "random (4 heads)", 3, 6, 10, 2);
         compare(m4, "random (4 heads)", 3, 6, 10, 4);
         compare(m4, "random (4 heads), K/V all-gather", 3, 6, 10, 3);
         ast_model_free(m4);
     }
-    lt_rmtree(dir);
     return ast_test_finish(NAME);
 }

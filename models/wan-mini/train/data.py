@@ -393,6 +393,22 @@ def background(p, device):
     return base + (alt - base) * t
 
 
+def _paint(img, vis, shp, dx, dy, r, present, colour, opacity=None):
+    """Composite one copy of an object over img [B, 3, F, H, W]: anti-aliased coverage
+    a = clamp(0.5 - sdf, 0, 1) [B, F, H, W] (offsets dx, dy from the copy's centre, see _sdf), times
+    present [B, 1, 1, 1] and opacity (None: the object itself, opaque; a trail copy's float),
+    blended in colour [B, 3, 1, 1, 1]; vis (the (k, coverage) pairs of the layers below, or None
+    when not tracked) is occluded by it. Returns (img, vis, a)."""
+    a = (0.5 - _sdf(shp, dx, dy, r)).clamp(0, 1) * present
+    if opacity is not None:
+        a = a * opacity
+    a5 = a.unsqueeze(1)
+    img = img * (1 - a5) + colour * a5
+    if vis is not None:
+        vis = [(kk, v * (1 - a)) for kk, v in vis]
+    return img, vis, a
+
+
 TRAIL = (0.45, 0.2)  # opacity of the copies 1, 2, ... frames behind each object (v3); () = none
 
 
@@ -407,7 +423,7 @@ def render(p, device="cpu", with_alpha=False, trail=None):
     img = background(p, dev).unsqueeze(2).expand(B, 3, FRAMES, HEIGHT, WIDTH).contiguous()
     ys = torch.arange(HEIGHT, device=dev, dtype=torch.float32).view(1, 1, HEIGHT, 1) + 0.5
     xs = torch.arange(WIDTH, device=dev, dtype=torch.float32).view(1, 1, 1, WIDTH) + 0.5
-    vis = []
+    vis = [] if with_alpha else None
     for layer in range(K):  # draw in p["order"]: layer 0 first (bottom)
         k = p["order"][:, layer]
         idx = np.arange(B)
@@ -421,18 +437,10 @@ def render(p, device="cpu", with_alpha=False, trail=None):
         vx = torch.as_tensor(np.diff(cx[idx, k], axis=1).mean(1), device=dev).view(B, 1, 1, 1)
         vy = torch.as_tensor(np.diff(cy[idx, k], axis=1).mean(1), device=dev).view(B, 1, 1, 1)
         for j in range(len(trail), 0, -1):
-            at = (0.5 - _sdf(shp, xs - (cxk - j * vx), ys - (cyk - j * vy), rk)).clamp(0, 1)
-            at = at * present * trail[j - 1]
-            img = img * (1 - at.unsqueeze(1)) + colour * at.unsqueeze(1)
-            if with_alpha:
-                vis = [(kk, v * (1 - at)) for kk, v in vis]
-        sdf = _sdf(shp, xs - cxk, ys - cyk, rk)
-        a = (0.5 - sdf).clamp(0, 1)                                          # anti-aliased coverage
-        a = a * present
-        a5 = a.unsqueeze(1)
-        img = img * (1 - a5) + colour * a5
+            img, vis, _ = _paint(img, vis, shp, xs - (cxk - j * vx), ys - (cyk - j * vy), rk, present, colour,
+                                 trail[j - 1])
+        img, vis, a = _paint(img, vis, shp, xs - cxk, ys - cyk, rk, present, colour)
         if with_alpha:
-            vis = [(kk, v * (1 - a)) for kk, v in vis]
             vis.append((k, a))
     x = img * 2 - 1
     if not with_alpha:

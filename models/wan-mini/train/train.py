@@ -136,14 +136,10 @@ def ema_update(ema, params, decay):
 
 
 def rope_apply_fp32(x, angles):
-    """wan_ref.rope_apply with fp32 arithmetic (angles, or their (cos, sin), still fp64): same rotation,
-    rounding differs by ~1e-7 relative, far below bf16 autocast noise; training speed only."""
-    b, s, n, d = x.shape
-    cos, sin = angles if isinstance(angles, tuple) else (torch.cos(angles), torch.sin(angles))
-    xf = x.float().reshape(b, s, n, d // 2, 2)
-    cos, sin = cos.float().view(1, s, 1, d // 2), sin.float().view(1, s, 1, d // 2)
-    x0, x1 = xf[..., 0], xf[..., 1]
-    return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).reshape(b, s, n, d)
+    """wan_ref.rope_apply with fp32 arithmetic (angles, or their (cos, sin), still fp64; one function
+    for both): same rotation, rounding differs by ~1e-7 relative, far below bf16 autocast noise;
+    training speed only."""
+    return modelio.wan_ref.rope_apply(x, angles, dtype=torch.float32)
 
 
 def _atomic_save(obj, path):
@@ -153,7 +149,7 @@ def _atomic_save(obj, path):
 
 def main(argv=None):
     a = parse_args(argv)
-    a.trail_ops = () if a.trail == "none" else tuple(float(v) for v in a.trail.split(","))
+    trail = () if a.trail == "none" else tuple(float(v) for v in a.trail.split(","))  # summary "trail"; args: the flag as given
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
@@ -180,7 +176,7 @@ def main(argv=None):
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.99), eps=1e-8, **opt_kw)
     ema = [p.detach().clone().float() for p in params]
-    stream = ClipStream(a.seed + 1, a.batch, a.chunk, dev, a.trail_ops)
+    stream = ClipStream(a.seed + 1, a.batch, a.chunk, dev, trail)
     gen = torch.Generator(device=dev)
     gen.manual_seed(a.seed + 2)
 
@@ -299,7 +295,7 @@ def main(argv=None):
     logf.close()
     summary = {"steps": step, "stop": stop, "loop_seconds": round(loop_s, 1), "trained_seconds": round(trained_s, 1),
                "plan_seconds": round(plan_s, 1), "first_step_seconds": round(first_step_s or 0, 2),
-               "batch": a.batch, "clips_seen_total": step * a.batch, "trail": list(a.trail_ops),
+               "batch": a.batch, "clips_seen_total": step * a.batch, "trail": list(trail),
                "params": n_params, "params_dit": n_dit, "device": str(dev),
                "gpu": torch.cuda.get_device_name(dev) if cuda else None, "torch": torch.__version__,
                "wall_seconds": round(time.time() - T_START, 1), "args": vars(a)}
