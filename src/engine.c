@@ -21,7 +21,6 @@ typedef struct {
     ast_engine *e;
     int rank;
     ast_forward_info info;
-    int rc;
     char err[1024];
 } rank_slot;
 
@@ -87,10 +86,9 @@ void ast_exchange_counts(int P, int64_t own, const int64_t *rows, const int64_t 
 void ast_allgather_counts(int P, int64_t own, const int64_t *rows, const int64_t *first,
                           int64_t width, int64_t *send_count, int64_t *send_displ,
                           int64_t *recv_count, int64_t *recv_displ) {
-    for (int i = 0; i < P; i++) {
-        send_count[i] = own * width, send_displ[i] = 0;
-        recv_count[i] = rows[i] * width, recv_displ[i] = first[i] * width;
-    }
+    ast_exchange_counts(P, own, rows, first, width, send_count, send_displ, recv_count,
+                        recv_displ);
+    for (int i = 0; i < P; i++) send_displ[i] = 0; /* the one buffer goes to every peer */
 }
 
 static int check_params(const ast_model *m, const ast_engine_params *p) {
@@ -221,7 +219,6 @@ void ast_engine_reset(ast_engine *e) {
 /* A rank failed: keep its message, claim "first" if nobody failed before it (a rank that fails
  * because of the abort below always comes after), and make the others return. */
 static void rank_failed(rank_slot *s, const char *msg) {
-    s->rc = -1;
     snprintf(s->err, sizeof s->err, "%s", msg);
     int none = -1;
     atomic_compare_exchange_strong(&s->e->first_failed, &none, s->rank);
@@ -231,8 +228,8 @@ static void rank_failed(rank_slot *s, const char *msg) {
 /* Runs the published job on this slot's rank (the job is not written while ranks run it). */
 static void rank_run(rank_slot *s) {
     ast_engine *e = s->e;
-    s->rc = 0;
     memset(&s->info, 0, sizeof s->info);
+    ast_error_clear(); /* a rank thread outlives forwards: no earlier message may stand in */
     if (e->vt->forward(e->ranks[s->rank], e->job.branch, e->job.x, e->job.t, e->job.theta,
                        e->job.dense, e->job.out, &s->info))
         rank_failed(s, ast_error_get());
@@ -260,19 +257,14 @@ static void *rank_thread(void *arg) {
 
 static int start_rank_threads(ast_engine *e) {
     for (int r = 0; r < e->P; r++) e->slot[r] = (rank_slot){.e = e, .rank = r};
-    if (pthread_mutex_init(&e->mu, NULL))
+    const int mu_ok = pthread_mutex_init(&e->mu, NULL) == 0;
+    const int go_ok = mu_ok && pthread_cond_init(&e->go, NULL) == 0;
+    if (!go_ok || pthread_cond_init(&e->done, NULL) != 0) {
+        if (go_ok) pthread_cond_destroy(&e->go);
+        if (mu_ok) pthread_mutex_destroy(&e->mu);
         return ast_fail("sequence parallelism over %d ranks: initialising the rank threads' "
-                        "mutex failed", e->P);
-    if (pthread_cond_init(&e->go, NULL)) {
-        pthread_mutex_destroy(&e->mu);
-        return ast_fail("sequence parallelism over %d ranks: initialising the rank threads' "
-                        "condition variable failed", e->P);
-    }
-    if (pthread_cond_init(&e->done, NULL)) {
-        pthread_cond_destroy(&e->go);
-        pthread_mutex_destroy(&e->mu);
-        return ast_fail("sequence parallelism over %d ranks: initialising the rank threads' "
-                        "condition variable failed", e->P);
+                        "mutex and condition variables failed",
+                        e->P);
     }
     e->sync_ok = 1;
     for (int r = 1; r < e->P; r++) {

@@ -51,7 +51,10 @@ typedef struct {
     int device;              /* CUDA device ordinal (backend CUDA, n_ranks <= 1) */
     int n_ranks;             /* 0/1: one device; P > 1: sequence parallelism over P ranks
                                 (docs/multigpu.md): CUDA devices devices[0..P) through NCCL, or
-                                P threads of the CPU backend. P must divide num_heads. */
+                                P threads of the CPU backend (rank 0 on the caller's thread,
+                                ranks 1..P-1 on threads the engine starts and joins when freed).
+                                Any P <= AST_MAX_RANKS: when P does not divide num_heads the
+                                attention gathers K/V instead of the Ulysses all-to-all. */
     int devices[AST_MAX_RANKS];
     int frames, height, width; /* latent F, H, W (divisible by the patch) */
     int n_branches;          /* 1 (no CFG) or 2 */
@@ -73,6 +76,8 @@ typedef struct {
                                 CPU backend */
 } ast_forward_info;
 
+/* An engine is used by one thread at a time: no call on it (free included) while another of its
+ * calls runs. Different engines are independent. */
 int ast_engine_create(const ast_model *m, const ast_engine_params *p, ast_engine **out);
 void ast_engine_free(ast_engine *e);
 /* ctx: [L, text_dim] fp32, L <= text_len (zero-padded to text_len inside, as Wan does). */

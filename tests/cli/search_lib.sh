@@ -62,10 +62,11 @@ evals_while() {
 }
 
 # kill9_after MS PID: SIGKILL to PID after MS milliseconds; 0 if the kill ended it (exit 137),
-# 1 if it had already finished
+# 1 if it had already ended; its exit status in kill_rc (0: it finished first; another: it failed)
 kill9_after() {
     sleep "$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))"
     kill -9 "$2" 2>/dev/null
     wait "$2" 2>/dev/null
-    [ $? -eq 137 ]
+    kill_rc=$?
+    [ $kill_rc -eq 137 ]
 }

@@ -10,7 +10,7 @@
 # measurement, and two measurements differ.
 set -u
 B=${1:?build dir}
-. "$(dirname "$0")/search_lib.sh" # S, T, ok/bad; engine_model, evals_of, evals_while, kill9_after, wait_evals
+. "$(dirname "$0")/search_lib.sh" # S, T, ok/bad; engine_model, evals_of, evals_while, kill9_after, now_ms, wait_evals
 E=$B/astraea-export
 
 # The fields of an exported best profile that must match between two runs of one search.
@@ -29,13 +29,12 @@ best_of() { # DB -> prints budgets and fitness of the run's best
 # the first 25% of the uninterrupted run's duration.
 resume_case() {
     local name=$1; shift
-    local t0 t1 ms
-    t0=$(date +%s%N)
+    local t0 ms
+    t0=$(now_ms)
     if ! $S "$@" --db "$T/$name-a.db" --quiet >"$T/log" 2>&1; then
         bad "$name: uninterrupted search failed: $(tail -3 "$T/log")"; return
     fi
-    t1=$(date +%s%N)
-    ms=$(( (t1 - t0) / 1000000 ))
+    ms=$(( $(now_ms) - t0 ))
     local total; total=$(evals_of "$T/$name-a.db")
     local kills=0 rc i at need=2 target
     [ "${KILL_BY:-time}" = evals ] && need=4

@@ -36,46 +36,72 @@ same_case() {
     fi
 }
 
-# kill_case NAME KILLS ARGS...: with 3 workers, SIGKILL KILLS times, then the same command to the
-# end: equal to NAME-1.db. With KILL_BY=evals (the real engine) the k-th kill (k = 1..KILLS) waits
-# until k/(KILLS+1) of the reference's evaluations are committed (read from the DB), then a
-# random 0-100 ms (if the run ended first, it is started over and killed at once at an earlier
-# count): mid-run on any machine; else (the synthetic stand-in, whose whole run is
-# shorter than a DB poll) at a random moment within 10-60% of the 3-worker run's duration.
-kill_case() {
-    local name=$1 kills=$2; shift 2
-    local landed=0 i at pid rc total target
+# kill_mid_evals NAME ARGS...: (the real engine) one SIGKILL of a 3-worker run while it still
+# has evaluations to do, into $T/NAME-k.db: once half the reference's evaluations are committed
+# (read from the DB), after a random 0-100 ms. It counts only if it ended the process (exit 137)
+# with fewer evaluations stored than the reference has (a kill in the run's last part, after its
+# evaluations, tests nothing); on a machine fast enough to get past them first (a DB poll takes
+# ~150 ms, the evaluations ~350 ms), the killed run starts over and is killed at once at a
+# quarter, an eighth, then at the first sight of the run. Sets landed (0/1), killed_at, tries;
+# 1 (and reported) if the run failed on its own.
+kill_mid_evals() {
+    local name=$1; shift
+    local total div n pid at
+    landed=0 tries=0 killed_at=""
     total=$(evals_of "$T/$name-1.db")
-    for i in $(seq "$kills"); do
-        target=$(( ${total:-0} * i / (kills + 1) ))
+    if [ -z "$total" ] || [ "$total" -lt 2 ]; then
+        bad "$name: the uninterrupted run stored '${total}' evaluations"; return 1
+    fi
+    for div in 2 4 8 0; do
+        tries=$((tries + 1))
+        rm -f "$T/$name-k.db" "$T/$name-k.db-wal" "$T/$name-k.db-shm"
         $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1 &
         pid=$!
-        if [ "${KILL_BY:-time}" = evals ]; then
-            evals_while $pid "$T/$name-k.db" "$target"
-            at=$(( RANDOM % 100 ))
-        else
-            at=$(( ms3 / 10 + RANDOM % (ms3 * 5 / 10 + 1) ))
+        evals_while $pid "$T/$name-k.db" $(( div ? total / div : 0 ))
+        at=$(( div == 2 ? RANDOM % 100 : 0 ))
+        kill9_after $at $pid
+        if [ $kill_rc -ne 0 ] && [ $kill_rc -ne 137 ]; then
+            bad "$name: the 3-worker run failed before the kill (exit $kill_rc): $(tail -3 "$T/log")"
+            return 1
         fi
-        if kill9_after $at $pid; then
-            landed=$((landed+1))
-        elif [ "${KILL_BY:-time}" = evals ]; then
-            # a fast machine finished the run between the DB poll and the kill (this DB is
-            # now complete): start the killed run over and kill at the poll itself, earlier
-            for retry in 1 2 3; do
-                rm -f "$T/$name-k.db" "$T/$name-k.db-wal" "$T/$name-k.db-shm"
-                $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1 &
-                pid=$!
-                evals_while $pid "$T/$name-k.db" $(( target / (retry + 1) ))
-                kill9_after 0 $pid && { landed=$((landed+1)); break; }
-            done
+        n=$(evals_of "$T/$name-k.db")
+        if [ $kill_rc -eq 137 ] && [ -n "$n" ] && [ "$n" -lt "$total" ]; then
+            landed=1 killed_at="$n of $total"; return 0
         fi
     done
+    return 0
+}
+
+# kill_case NAME KILLS ARGS...: with 3 workers, SIGKILL mid-run, then the same command to the
+# end: equal to NAME-1.db. KILL_BY=evals (the real engine): one kill, kill_mid_evals. Else (the
+# synthetic stand-in, whose whole run is shorter than a DB poll) KILLS kills, each at a random
+# moment within 10-60% of the 3-worker run's duration.
+kill_case() {
+    local name=$1 kills=$2; shift 2
+    local landed=0 i at pid rc how
+    if [ "${KILL_BY:-time}" = evals ]; then
+        kill_mid_evals "$name" "$@" || return
+        how="at $killed_at evaluations (try $tries)"
+    else
+        for i in $(seq "$kills"); do
+            $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1 &
+            pid=$!
+            at=$(( ms3 / 10 + RANDOM % (ms3 * 5 / 10 + 1) ))
+            if kill9_after $at $pid; then
+                landed=$((landed+1))
+            elif [ $kill_rc -ne 0 ]; then
+                bad "$name: the 3-worker run failed before the kill (exit $kill_rc): $(tail -3 "$T/log")"
+                return
+            fi
+        done
+        how="$landed times"
+    fi
     $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1; rc=$?
     if [ $rc -ne 0 ]; then bad "$name: resumed 3-worker run exit $rc: $(tail -3 "$T/log")"; return; fi
     if [ $landed -lt 1 ]; then bad "$name: no kill landed mid-run (3-worker run: $ms3 ms)"; return; fi
     $D "$T/$name-k.db" >"$T/$name-k.txt" 2>&1
     if cmp -s "$T/$name-1.txt" "$T/$name-k.txt"; then
-        ok "$name: 3 workers killed $landed times with SIGKILL (run: $ms3 ms), resumed: same candidates and best as uninterrupted"
+        ok "$name: 3 workers killed with SIGKILL $how (run: $ms3 ms), resumed: same candidates and best as uninterrupted"
     else
         bad "$name: after kill -9 + resume:\n$(diff "$T/$name-1.txt" "$T/$name-k.txt" | head -6)"
     fi
@@ -114,7 +140,7 @@ if same_case synthetic $SYN; then
 fi
 
 # ---- the real CPU engine
-engine_model "--backend cpu --target-speedup 2x --frames 4 --height 16 --width 16 --steps 6 --guidance 1 --n-prompts 1 --latency-model 0.001,0.02 --population 6 --parents 3 --elites 1 --children 4 --generations 3 --seed 3 --measure-repeats 1" \
+engine_model "--backend cpu --target-speedup 2x --frames 4 --height 32 --width 32 --steps 6 --guidance 1 --n-prompts 1 --latency-model 0.001,0.02 --population 6 --parents 3 --elites 1 --children 4 --generations 3 --seed 3 --measure-repeats 1" \
     "--frames 9 --height 64 --width 96 --steps 6 --guidance 1 --backend cpu --target-speedup 1.5x --latency-model 0.0008,0.001 --population 6 --parents 3 --elites 1 --children 4 --generations 2 --seed 3 --measure-repeats 1"
 same_case "$ENG_NAME" "${ENG[@]}" && KILL_BY=evals kill_case "$ENG_NAME" 1 "${ENG[@]}"
 

@@ -5,9 +5,12 @@
  * (4 heads), the K/V all-gather fallback with P = 3 (2 and 4 heads); the tokens computed are
  * the sum of the shards' budgets; the threads exchange itself is checked on its own, and with
  * the K/V all-gather's counts (ast_allgather_counts); a failed forward names its rank and breaks
- * the engine, and an engine's rank threads serve many forwards. */
+ * the engine; an engine's rank threads start with it and serve every forward. */
 #include <omp.h>
 #include <pthread.h>
+#ifdef __linux__
+#include <dirent.h>
+#endif
 
 #include "backend.h"
 #include "comm.h"
@@ -19,6 +22,20 @@
 #include "unit/loader_test_util.h"
 
 #define NAME "seqpar"
+
+/* Threads of this process (Linux: /proc/self/task), -1 where it cannot be read. */
+static int count_threads(void) {
+#ifdef __linux__
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+#else
+    return -1;
+#endif
+}
 
 static ast_engine *engine(const ast_model *m, int F, int H, int W, int tw, int ranks, int segs) {
     ast_engine_params p = ft_params(AST_BACKEND_CPU, F, H, W, 2, tw);
@@ -289,14 +306,17 @@ int main(void) {
 
     /* a failed forward (no context yet, on every rank): the error names the rank, the engine
      * refuses later forwards even with good inputs, and freeing it joins its rank threads */
+    const ast_wan_config *tc = &tiny->cfg;
+    const int64_t nx = (int64_t)tc->in_dim * p.frames * p.height * p.width,
+                  ny = (int64_t)tc->out_dim * p.frames * p.height * p.width,
+                  nctx = (int64_t)tc->text_len * tc->text_dim;
+    float *x = calloc((size_t)nx, sizeof(float)), *y = calloc((size_t)ny, sizeof(float)),
+          *y1 = calloc((size_t)ny, sizeof(float)), *ctx = calloc((size_t)nctx, sizeof(float));
+    CHECK(x && y && y1 && ctx, "out of memory");
     p.n_ranks = 2;
     ast_engine *bad = NULL;
     CHECK(ast_engine_create(tiny, &p, &bad) == 0, "2 ranks: %s", ast_error_get());
-    if (bad) {
-        const ast_wan_config *tc = &tiny->cfg;
-        float *x = calloc((size_t)tc->in_dim * 3 * 6 * 10, sizeof(float)),
-              *y = calloc((size_t)tc->out_dim * 3 * 6 * 10, sizeof(float)),
-              *ctx = calloc((size_t)tc->text_len * tc->text_dim, sizeof(float));
+    if (bad && x && y && ctx) {
         CHECK_FAILS_WITH(ast_engine_forward(bad, 0, x, 500, 1, y, NULL),
                          " of 2: internal: forward on CFG branch 0 before its context was set");
         CHECK(strncmp(ast_error_get(), "rank ", 5) == 0, "error '%s' does not name the rank",
@@ -304,36 +324,53 @@ int main(void) {
         CHECK(ast_engine_set_context(bad, 0, ctx, tc->text_len) == 0, "context: %s",
               ast_error_get());
         CHECK_FAILS_WITH(ast_engine_forward(bad, 0, x, 500, 1, y, NULL), "earlier forward");
-        free(x), free(y), free(ctx);
     }
     ast_engine_free(bad);
 
-    /* the rank threads live as long as the engine: many forwards, then free and again */
-    for (int round = 0; round < 2; round++) {
+    /* the rank threads live as long as the engine: P - 1 threads more once it is created (Linux:
+     * /proc/self/task), the same threads over 20 forwards of changing inputs, each forward equal
+     * to a 1-rank engine's */
+    p.n_ranks = 1;
+    ast_engine *one = NULL;
+    CHECK(ast_engine_create(tiny, &p, &one) == 0, "1 rank: %s", ast_error_get());
+    ast_noise(3, ctx, nctx);
+    for (int P = 2; P <= 3 && one && x && y && y1 && ctx; P++) {
         ast_engine *e2 = NULL;
-        p.n_ranks = 2 + round;
-        CHECK(ast_engine_create(tiny, &p, &e2) == 0, "%d ranks: %s", p.n_ranks,
-              ast_error_get());
+        p.n_ranks = P;
+        const int before = count_threads();
+        CHECK(ast_engine_create(tiny, &p, &e2) == 0, "%d ranks: %s", P, ast_error_get());
         if (!e2) continue;
-        const ast_wan_config *tc = &tiny->cfg;
-        float *x = calloc((size_t)tc->in_dim * 3 * 6 * 10, sizeof(float)),
-              *y = calloc((size_t)tc->out_dim * 3 * 6 * 10, sizeof(float)),
-              *ctx = calloc((size_t)tc->text_len * tc->text_dim, sizeof(float));
-        ast_forward_info info;
-        CHECK(ast_engine_set_context(e2, 0, ctx, tc->text_len) == 0, "context: %s",
-              ast_error_get());
+        if (before >= 0)
+            CHECK(count_threads() >= before + P - 1,
+                  "%d ranks: %d threads after the engine's creation, %d before", P,
+                  count_threads(), before);
+        CHECK(ast_engine_set_context(e2, 0, ctx, tc->text_len) == 0 &&
+                  ast_engine_set_context(one, 0, ctx, tc->text_len) == 0,
+              "context: %s", ast_error_get());
+        int first = -1;
         for (int i = 0; i < 20; i++) {
-            if (ast_engine_forward(e2, 0, x, 500, 1, y, &info)) {
-                CHECK(0, "%d ranks, forward %d: %s", p.n_ranks, i, ast_error_get());
+            ast_forward_info info;
+            const float t = 950.0f - 45.0f * (float)i;
+            ast_noise(100 + (uint64_t)i, x, nx);
+            if (ast_engine_forward(one, 0, x, t, 1, y1, NULL) ||
+                ast_engine_forward(e2, 0, x, t, 1, y, &info)) {
+                CHECK(0, "%d ranks, forward %d: %s", P, i, ast_error_get());
                 break;
             }
-            CHECK(info.tokens == 45 && info.computed == 45,
-                  "%d ranks: info tokens %d computed %d, expected 45 and 45", p.n_ranks,
-                  info.tokens, info.computed);
+            if (i == 0) first = count_threads();
+            const double err = ast_test_rel_l2(y, y1, ny);
+            CHECK(err < 1e-5 && info.tokens == 45 && info.computed == 45,
+                  "%d ranks, forward %d (t = %g): rel L2 %.3g vs 1 rank, info tokens %d "
+                  "computed %d (45 and 45 expected)",
+                  P, i, (double)t, err, info.tokens, info.computed);
         }
-        free(x), free(y), free(ctx);
+        if (first >= 0)
+            CHECK(count_threads() == first, "%d ranks: %d threads after forward 1, %d after 20", P,
+                  first, count_threads());
         ast_engine_free(e2);
     }
+    ast_engine_free(one);
+    free(x), free(y), free(y1), free(ctx);
     p.n_ranks = AST_MAX_RANKS + 1;
     CHECK_FAILS_WITH(ast_engine_create(tiny, &p, &ag), "at most");
     ast_model_free(tiny);
