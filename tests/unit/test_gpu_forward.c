@@ -157,6 +157,8 @@ int main(void) {
             CHECK(info.tokens == N && info.computed == want_k,
                   "%s: CUDA forward computed %d of %d tokens, expected %d of %d", what,
                   info.computed, info.tokens, want_k, N);
+            CHECK(info.device_ms > 0 && info.device_ms < 60e3,
+                  "%s: CUDA forward reports %g ms on the device", what, info.device_ms);
             if (fwd(g1, what, b, xi, ts[s], 1.f, y_g1, n) || fwd(gdd, what, b, xi, ts[s], 1.f, y_gd, n) ||
                 fwd(go, what, b, xi, ts[s], theta[s], yrep, n) ||
                 fwd(cta, what, b, xi, ts[s], theta[s], y_cta, n) ||
