@@ -94,17 +94,21 @@ for phase in "$@"; do
             --repeats 3 >"$OUT/phases.log" 2>&1; grep -A4 "phase breakdown" "$OUT/phases.log";;
     twab)
         # A/B of switches on the token-wise forward, same process layout as bench: dense and
-        # theta 0.4 at 14,040 tokens per variant (TWAB: space-separated VAR=VALUE variants)
+        # theta 0.4 at 14,040 tokens per variant (TWAB: space-separated variants, each
+        # VAR=VALUE or several joined by commas)
         for v in default ${TWAB:-ASTRAEA_GEMM_TUNE=32 ASTRAEA_GEMM_TUNE=0 ASTRAEA_REUSE_STREAM=0}; do
             echo "== $v"
             [ "$v" = default ] && v=""
-            env $v ./$B/astraea-bench --frames 33 --thetas 1,0.4 --no-attention --repeats 10 2>&1 \
-                | grep -E "^14040|error"
+            for kv in ${v//,/ }; do
+                case $kv in *=*) ;; *) echo "twab: '$kv' is not VAR=VALUE"; continue 2;; esac
+            done
+            env ${v//,/ } ./$B/astraea-bench --frames 33 --thetas 1,0.4 --no-attention \
+                --repeats 10 2>&1 | grep -E "^tokens|^14040|error"
         done | tee "$OUT/twab.log";;
     gemmprof)
         # every cuBLASLt product timed, per shape (dense engine, then θ = 1 and 0.4 token-wise)
         ASTRAEA_GEMM_PROFILE=1 ./$B/astraea-bench --frames 33 --thetas 1,0.4 --no-attention \
-            --repeats 3 >"$OUT/gemmprof.log" 2>&1; grep -A14 "GEMM profile" "$OUT/gemmprof.log";;
+            --repeats 3 >"$OUT/gemmprof.log" 2>&1; grep -A24 "GEMM profile" "$OUT/gemmprof.log";;
     multigpu)
         nv=$(nvidia-smi -L | wc -l)
         counts=${MG_COUNTS:-$(for p in 1 2 4 8; do [ $p -le $nv ] && printf '%s,' $p; done | sed 's/,$//')}

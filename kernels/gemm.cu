@@ -18,7 +18,8 @@
 // Profile (ASTRAEA_GEMM_PROFILE=1, a diagnostic; the backend turns CUDA graphs off for it): every
 // product is timed with a pair of CUDA events, and ast_gemm_free prints, per shape, the calls,
 // time, TFLOP/s and the algorithm cuBLASLt ran (tile, stages, split-K): where the token-wise
-// forward's K-row products lose against the dense ones.
+// forward's K-row products lose against the dense ones. Products of the same key are summed
+// together (the self-attention output and the cross-attention query projections share one).
 #include "gemm.h"
 
 #include <pthread.h>
@@ -125,16 +126,18 @@ int ast_gemm_create(ast_gemm **out) {
 
 int ast_gemm_profiling(const ast_gemm *g) { return g->prof; }
 
-// Adds the pending profile records to their shapes' totals (waits for each product).
+// Adds the pending profile records to their shapes' totals (waits for each product); on a
+// failure the records not yet added are dropped (none is counted twice).
 static int prof_flush(ast_gemm *g) {
-    for (int i = 0; i < g->prof_n; i++) {
+    const int n = g->prof_n;
+    g->prof_n = 0;
+    for (int i = 0; i < n; i++) {
         float ms = 0.f;
         CUDA_TRY(cudaEventSynchronize(g->pr[i].b));
         CUDA_TRY(cudaEventElapsedTime(&ms, g->pr[i].a, g->pr[i].b));
         g->e[g->pr[i].entry].prof_ms += ms;
         g->e[g->pr[i].entry].prof_calls++;
     }
-    g->prof_n = 0;
     return 0;
 }
 
@@ -147,7 +150,11 @@ static int prof_begin(ast_gemm *g, int entry, cudaStream_t stream) {
     prof_rec *r = &g->pr[g->prof_n];
     if (g->prof_n == g->prof_events) { // events are created once, as the pool first fills
         CUDA_TRY(cudaEventCreate(&r->a));
-        CUDA_TRY(cudaEventCreate(&r->b));
+        const cudaError_t ce = cudaEventCreate(&r->b);
+        if (ce != cudaSuccess) {
+            cudaEventDestroy(r->a);
+            return ast_fail("cudaEventCreate for the GEMM profile: %s", cudaGetErrorString(ce));
+        }
         g->prof_events++;
     }
     r->entry = entry;
@@ -183,11 +190,13 @@ static void prof_report(ast_gemm *g) {
     for (int i = 0; i < g->n; i++)
         if (g->e[i].prof_calls) order[n++] = &g->e[i], total += g->e[i].prof_ms;
     qsort(order, (size_t)n, sizeof *order, cmp_prof_ms);
+    int dev = -1;
+    cudaGetDevice(&dev);
     fprintf(stderr,
-            "GEMM profile (%d shapes, %.2f ms in all; algo = cuBLASLt algo id, tile = "
+            "GEMM profile of cuda:%d (%d shapes, %.2f ms in all, warm-up forwards included; algo = cuBLASLt algo id, tile = "
             "cublasLtMatmulTile_t, stages = cublasLtMatmulStages_t, splitk = split-K count):\n"
             "%7s %6s %6s %4s %-9s %3s %7s %10s %9s %8s %5s %5s %6s %6s\n",
-            n, total, "M", "N", "K", "out", "epilogue", "acc", "calls", "total_ms", "mean_us",
+            dev, n, total, "M", "N", "K", "out", "epilogue", "acc", "calls", "total_ms", "mean_us",
             "TFLOP/s", "algo", "tile", "stages", "splitk");
     for (int i = 0; i < n; i++) {
         const gemm_entry *e = order[i];
@@ -297,11 +306,11 @@ static int entry_init(ast_gemm *g, gemm_entry *e, const gemm_key *k, const void 
     return 0;
 }
 
-// Times e's candidates on these operands (y overwritten) and keeps the fastest; a candidate
-// that fails to run is skipped.
+// Times e's candidates on these operands (y overwritten, with the beta the product runs with)
+// and returns the fastest one's index; a candidate that fails to run is skipped.
 static int tune_time(ast_gemm *g, gemm_entry *e, const void *w, const void *x, void *y,
                      cudaStream_t stream) {
-    const float alpha = 1.f, beta = 0.f;
+    const float alpha = 1.f, beta = e->key.acc ? 1.f : 0.f;
     float best = -1.f;
     int best_i = 0;
     for (int i = 0; i < e->n_cand; i++) {
@@ -322,14 +331,19 @@ static int tune_time(ast_gemm *g, gemm_entry *e, const void *w, const void *x, v
 }
 
 // tune_time for an accumulating product: y (the fp32 residual stream) is saved to a temporary
-// buffer and put back after the timing overwrote it.
+// buffer and put back after the timing changed it. The stream is drained first (no allocation
+// while this rank's exchange may still wait on its peers). Without memory for the copy, the
+// heuristic's first pick is kept (index 0), as untuned.
 static int tune_time_saved(ast_gemm *g, gemm_entry *e, const void *w, const void *x, void *y,
                            cudaStream_t stream) {
     const gemm_key *k = &e->key;
     const size_t row = (size_t)k->N * sizeof(float), pitch = (size_t)k->ldy * sizeof(float);
+    CUDA_TRY(cudaStreamSynchronize(stream));
     void *save = NULL;
-    if (ast_cuda_alloc(&save, row * (size_t)k->M, "the GEMM tuning's copy of its output"))
-        return -1;
+    if (cudaMalloc(&save, row * (size_t)k->M) != cudaSuccess) {
+        cudaGetLastError(); // not sticky: clear it
+        return 0;
+    }
     int pick = -1;
     cudaError_t ce = cudaMemcpy2DAsync(save, row, y, pitch, row, (size_t)k->M,
                                        cudaMemcpyDeviceToDevice, stream);
@@ -344,25 +358,25 @@ static int tune_time_saved(ast_gemm *g, gemm_entry *e, const void *w, const void
             pick = -1;
         }
     }
-    ast_cuda_free(save);
+    cudaFree(save);
     return pick;
 }
 
-// The process-wide choices: (device, key) -> candidate index.
+// The process-wide choices: (device, key) -> the algorithm timed fastest (the algorithm itself:
+// contexts may ask the heuristic for different numbers of candidates).
 typedef struct {
     int dev;
     gemm_key key;
-    int pick;
+    cublasLtMatmulAlgo_t algo;
 } tune_choice;
 static pthread_mutex_t tune_mu = PTHREAD_MUTEX_INITIALIZER;
 static tune_choice *tune_tab;
 static int tune_n, tune_cap;
 
-static int tune_find(int dev, const gemm_key *k) { // under tune_mu
+static const tune_choice *tune_find(int dev, const gemm_key *k) { // under tune_mu
     for (int i = 0; i < tune_n; i++)
-        if (tune_tab[i].dev == dev && !memcmp(&tune_tab[i].key, k, sizeof *k))
-            return tune_tab[i].pick;
-    return -1;
+        if (tune_tab[i].dev == dev && !memcmp(&tune_tab[i].key, k, sizeof *k)) return &tune_tab[i];
+    return NULL;
 }
 
 // Sets e->algo from the process-wide choice for its shape, timing the candidates the first
@@ -376,28 +390,26 @@ static int tune_entry(ast_gemm *g, gemm_entry *e, const void *w, const void *x, 
     int dev = 0;
     CUDA_TRY(cudaGetDevice(&dev));
     pthread_mutex_lock(&tune_mu);
-    int pick = tune_find(dev, &e->key);
+    const tune_choice *c = tune_find(dev, &e->key);
+    if (c) e->algo = c->algo;
     pthread_mutex_unlock(&tune_mu);
-    if (pick < 0) { // same device and key: the same heuristic list, so the index carries over
+    if (!c) {
         const int mine = e->key.acc ? tune_time_saved(g, e, w, x, y, stream)
                                     : tune_time(g, e, w, x, y, stream);
         if (mine < 0) return -1; // a CUDA call failed while timing (error set)
         pthread_mutex_lock(&tune_mu);
-        pick = tune_find(dev, &e->key); // another engine may have timed it meanwhile
-        if (pick < 0) {
-            pick = mine;
+        c = tune_find(dev, &e->key); // another engine may have timed it meanwhile
+        e->algo = c ? c->algo : e->cand[mine];
+        if (!c) {
             if (tune_n == tune_cap) {
                 const int cap2 = tune_cap ? 2 * tune_cap : 64;
                 tune_choice *t = (tune_choice *)realloc(tune_tab, sizeof *t * (size_t)cap2);
                 if (t) tune_tab = t, tune_cap = cap2; // else: not remembered, used here only
             }
-            if (tune_n < tune_cap)
-                tune_tab[tune_n].dev = dev, tune_tab[tune_n].key = e->key,
-                tune_tab[tune_n++].pick = pick;
+            if (tune_n < tune_cap) tune_tab[tune_n++] = (tune_choice){dev, e->key, e->algo};
         }
         pthread_mutex_unlock(&tune_mu);
     }
-    e->algo = e->cand[pick];
     e->tuned = 1;
     return 0;
 }
@@ -467,8 +479,12 @@ int ast_gemm_run(ast_gemm *g, int M, int N, int K, const ast_bf16 *x, int ldx, c
             return -1;
     }
     const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
-    CUBLAS_TRY(cublasLtMatmul(g->lt, e->desc, &alpha, w, e->la, x, e->lb, &beta, y, e->lc, y,
-                              e->lc, &e->algo, g->ws, GEMM_WORKSPACE_BYTES, stream));
+    const cublasStatus_t cublasLtMatmul_status =
+        cublasLtMatmul(g->lt, e->desc, &alpha, w, e->la, x, e->lb, &beta, y, e->lc, y, e->lc,
+                       &e->algo, g->ws, GEMM_WORKSPACE_BYTES, stream);
+    if (rec >= 0 && cublasLtMatmul_status != CUBLAS_STATUS_SUCCESS)
+        g->prof_n--; // not timed: its record goes
+    CUBLAS_TRY(cublasLtMatmul_status);
     if (rec >= 0) CUDA_TRY(cudaEventRecord(g->pr[rec].b, stream));
     if (own_gelu && ast_cuda_gelu_tanh_bf16((ast_bf16 *)y, M, N, ldy, stream)) return -1;
     return 0;

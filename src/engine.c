@@ -319,7 +319,11 @@ static int forward_ranks(ast_engine *e, int branch, const float *x, float t, flo
         *info = e->slot[0].info;
         info->tokens = e->N;
         info->computed = 0;
-        for (int r = 0; r < e->P; r++) info->computed += e->slot[r].info.computed;
+        for (int r = 0; r < e->P; r++) {
+            info->computed += e->slot[r].info.computed;
+            if (e->slot[r].info.device_ms > info->device_ms) /* the slowest rank's span */
+                info->device_ms = e->slot[r].info.device_ms;
+        }
     }
     return 0;
 }

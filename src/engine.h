@@ -71,9 +71,9 @@ typedef struct {
     int computed;            /* K = tokens computed in each block this forward */
     double extra_state_bytes;/* token-wise state held by this engine (all blocks, branches) */
     double device_ms;        /* CUDA: the forward on the GPU, from the input there to the output
-                                there (events on rank 0's stream; the host copies of the latent
-                                excluded, as a PyTorch forward on GPU tensors is timed); 0 on the
-                                CPU backend */
+                                there (CUDA events on the rank's stream, the slowest rank's with
+                                several; the host copies of the latent excluded, as a PyTorch
+                                forward on GPU tensors is timed); 0 on the CPU backend */
 } ast_forward_info;
 
 /* An engine is used by one thread at a time: no call on it (free included) while another of its

@@ -118,6 +118,17 @@ assert abs(base["speedup_vs_1gpu_dense"] - 1) < 1e-9, base
 PY
 then ok "astraea-bench --multigpu-json (CPU ranks): points for P = 1, 2 and theta 1, 0.5; --append keeps the earlier ones"
 else bad "astraea-bench --multigpu-json: $(tail -5 $T/mg.log)"; fi
+# --append to a file from before the device timing (no api_ms): its points say their ms is api_ms
+echo '{"points": [{"gpus": 1, "tokens": 72, "theta": 1, "ms": 5.0, "device": "old"}]}' >$T/mg_old.json
+if $MG --gpu-counts 1 --mg-thetas 1 --multigpu-json $T/mg_old.json --append >$T/mg.log 2>&1 \
+    && python3 - $T/mg_old.json <<'PY'
+import json, sys
+old, new = json.load(open(sys.argv[1]))["points"]
+assert old["api_ms"] == old["ms"] == 5 and old["ms_is"].startswith("api_ms"), old
+assert "ms_is" not in new and new["api_ms"] > 0, new
+PY
+then ok "astraea-bench --append: points of an older file keep their ms, marked as the API wall time"
+else bad "astraea-bench --append to an older file: $(tail -5 $T/mg.log)"; fi
 
 echo "$((checks-fails)) of $checks checks passed"
 [ $fails -eq 0 ]
