@@ -803,7 +803,7 @@ static int run_generation(search_ctx *x, int gen, ast_ga_rank_item *pool, int *n
     ast_eval_result *results = ast_calloc((size_t)n_new, sizeof *results, "results");
     if (ast_ga_seen_init(&seen, steps, x->cands.n + n_new) != 0 || !kids || !pool_g || !pool_id ||
         !items || !next || !plan || !have || !results)
-        goto done; // a failed init leaves `seen` empty: freed like the rest
+        goto done; /* a failed init leaves `seen` empty: freed like the rest */
     int first = x->cands.n; /* stored candidates of this generation start here */
     for (int i = 0; i < x->cands.n; i++) {
         if (x->cands.v[i].generation < gen) {
