@@ -526,7 +526,7 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     cudaStream_t s = b->s;
     ast_comm *cm = b->sh.comm;
     const ast_shard_plan *pl = &b->plan;
-    const int64_t Ktot = pl->kfirst[P - 1] + pl->k[P - 1];
+    const int64_t Ktot = pl->ktot;
     int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
     PHASE(b, PH_EXCHANGE);
@@ -781,7 +781,7 @@ static int forward_body(cuda_backend *b, int branch, int K) {
 // must match the peers'. A capture that fails turns graphs off and runs eagerly.
 static int forward_graph(cuda_backend *b, int branch, int K) {
     if (!b->graphs_on) return forward_body(b, branch, K);
-    const int64_t Ktot = b->plan.kfirst[b->sh.size - 1] + b->plan.k[b->sh.size - 1];
+    const int64_t Ktot = b->plan.ktot;
     graph_entry *ge = NULL;
     for (int i = 0; i < b->n_graphs; i++)
         if (b->graphs[i].branch == branch && b->graphs[i].K == K && b->graphs[i].Ktot == Ktot)

@@ -233,7 +233,7 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
     const int W = Hg * hd, Wr = W + Hg; /* a returned row: Hg heads of output, then Hg LSEs */
     const int64_t N = b->N;
     const ast_shard_plan *pl = &b->plan;
-    const int64_t Ktot = pl->kfirst[P - 1] + pl->k[P - 1];
+    const int64_t Ktot = pl->ktot;
     int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
     /* queries: to rank g its heads' columns of my K rows */

@@ -126,7 +126,7 @@ int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta) {
         pl->kfirst[i] = k0;
         k0 += pl->k[i];
     }
-    return k0;
+    return pl->ktot = k0;
 }
 
 void ast_tw_scores_plan(const ast_shard_plan *pl, int r, const float *sketch,

@@ -41,9 +41,10 @@ typedef struct {
     int P;
     int64_t n[AST_MAX_RANKS], first[AST_MAX_RANKS];  /* segment i: tokens [first, first + n) */
     int64_t k[AST_MAX_RANKS], kfirst[AST_MAX_RANKS]; /* rows computed this forward, prefix sums */
+    int64_t ktot;                                     /* sum of k: every segment's rows */
 } ast_shard_plan;
 void ast_shard_plan_init(ast_shard_plan *pl, int64_t ntot, int P);
-/* k[i] = round(theta·n[i]) (at least 1) when tokenwise, else n[i]; returns their sum. */
+/* k[i] = round(theta·n[i]) (at least 1) when tokenwise, else n[i]; returns their sum (ktot). */
 int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta);
 
 /* Selection per segment of a plan (ast_tokenwise_opts.select_segments; a 1-segment plan is the
