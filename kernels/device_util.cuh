@@ -14,6 +14,17 @@ static __device__ __forceinline__ float ast_warp_sum(float v) {
     return v;
 }
 
+// Inclusive prefix sum over the warp's lanes (lane l gets v of lanes 0..l).
+template <class T> static __device__ __forceinline__ T ast_warp_scan(T v) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const T t = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += t;
+    }
+    return v;
+}
+
 static __device__ __forceinline__ double ast_warp_sum_d(double v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -269,22 +269,12 @@ static __device__ __forceinline__ uint32_t tk_key(float f) {
 // Exclusive prefix sum of v over the block (TK_THREADS threads); every thread calls it.
 static __device__ int tk_block_scan(int v, int *warp_sums) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int incl = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const int t = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += t;
-    }
+    const int incl = ast_warp_scan(v);
     __syncthreads(); // warp_sums may still be read by a previous scan
     if (lane == 31) warp_sums[warp] = incl;
     __syncthreads();
     if (warp == 0) {
-        int w = lane < TK_THREADS / 32 ? warp_sums[lane] : 0, wi = w;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            const int t = __shfl_up_sync(0xffffffffu, wi, o);
-            if (lane >= o) wi += t;
-        }
+        const int w = lane < TK_THREADS / 32 ? warp_sums[lane] : 0, wi = ast_warp_scan(w);
         if (lane < TK_THREADS / 32) warp_sums[lane] = wi - w; // exclusive, per warp
     }
     __syncthreads();
@@ -325,12 +315,7 @@ static __device__ void topk_block(int n, int k, KEYS key_of, int32_t *__restrict
             unsigned c[8], sum = 0;
 #pragma unroll
             for (int j = 0; j < 8; j++) sum += c[j] = hist[255 - 8 * lane - j];
-            unsigned incl = sum;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                const unsigned t = __shfl_up_sync(0xffffffffu, incl, o);
-                if (lane >= o) incl += t;
-            }
+            const unsigned incl = ast_warp_scan(sum);
             unsigned acc = incl - sum;
             if (acc < need && need <= incl) { // exactly one lane: the bin holding the k-th key
 #pragma unroll
