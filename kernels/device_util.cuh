@@ -58,6 +58,12 @@ static __device__ __forceinline__ void ast_unpack8(const uint4 u, float f[8]) {
     }
 }
 
+// 4 bf16 packed in a uint2 -> 4 floats.
+static __device__ __forceinline__ float4 ast_unpack4(const uint2 u) {
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
+                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+}
+
 static __device__ __forceinline__ uint32_t ast_pack2(float a, float b) {
     __nv_bfloat162 h = __floats2bfloat162_rn(a, b); // .x = a (low half), .y = b
     return *reinterpret_cast<uint32_t *>(&h);

@@ -500,9 +500,7 @@ int ast_cuda_rmsnorm_rope(int L, int C, ast_bf16 *x, int ldx, const float *w, fl
 template <bool YF32>
 static __device__ __forceinline__ float4 load_y4(const void *y, int64_t off) {
     if (YF32) return __ldg(reinterpret_cast<const float4 *>((const float *)y + off));
-    const uint2 u = __ldg(reinterpret_cast<const uint2 *>((const bf16 *)y + off));
-    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
-                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+    return ast_unpack4(__ldg(reinterpret_cast<const uint2 *>((const bf16 *)y + off)));
 }
 
 template <bool YF32>

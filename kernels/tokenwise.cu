@@ -435,12 +435,10 @@ static __global__ void __launch_bounds__(128)
         for (int v = lane; v < D / 4; v += 32) {
             float4 out = reinterpret_cast<const float4 *>(o)[v];
             if (yr) { // the block's last gated residual, fused: out = xs + gate·y
-                const uint2 u = reinterpret_cast<const uint2 *>(yr)[v];
+                const float4 yv = ast_unpack4(reinterpret_cast<const uint2 *>(yr)[v]);
                 const float4 g = reinterpret_cast<const float4 *>(gate)[v];
-                out = make_float4(__fmaf_rn(g.x, __uint_as_float(u.x << 16), out.x),
-                                  __fmaf_rn(g.y, __uint_as_float(u.x & 0xffff0000u), out.y),
-                                  __fmaf_rn(g.z, __uint_as_float(u.y << 16), out.z),
-                                  __fmaf_rn(g.w, __uint_as_float(u.y & 0xffff0000u), out.w));
+                out = make_float4(__fmaf_rn(g.x, yv.x, out.x), __fmaf_rn(g.y, yv.y, out.y),
+                                  __fmaf_rn(g.z, yv.z, out.z), __fmaf_rn(g.w, yv.w, out.w));
             }
             const float4 in = reinterpret_cast<const float4 *>(xi)[v];
             const float4 d = residual ? make_float4(out.x - in.x, out.y - in.y, out.z - in.z,
@@ -500,9 +498,7 @@ static __global__ void __launch_bounds__(128)
     const bf16 *c = cache + (int64_t)n * ldc;
     if (vec) {
         for (int v = lane; v < D / 4; v += 32) {
-            const uint2 u = reinterpret_cast<const uint2 *>(c)[v];
-            const float4 cv = make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
-                                          __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+            const float4 cv = ast_unpack4(reinterpret_cast<const uint2 *>(c)[v]);
             float4 *p = reinterpret_cast<float4 *>(xi) + v;
             if (residual) {
                 const float4 a = *p;
