@@ -337,14 +337,14 @@ static __device__ void topk_block(int n, int k, KEYS key_of, int32_t *__restrict
     // Each thread owns a contiguous run of indices, so two block scans give the order.
     const int per = (n + TK_THREADS - 1) / TK_THREADS;
     const int lo = min(n, tid * per), hi = min(n, lo + per);
-    int eq = 0;
-    for (int i = lo; i < hi; i++) eq += key_of(i) == prefix;
-    const int eq0 = tk_block_scan(eq, warp_sums);
-    int take = 0;
-    for (int i = lo, e = eq0; i < hi; i++) {
+    int eq = 0, gt = 0;
+    for (int i = lo; i < hi; i++) {
         const unsigned key = key_of(i);
-        take += key > prefix || (key == prefix && (unsigned)e++ < need);
+        eq += key == prefix, gt += key > prefix;
     }
+    const int eq0 = tk_block_scan(eq, warp_sums);
+    // this run takes its keys above T and those of the equal ones ranked eq0.. below `need`
+    const int take = gt + max(0, min(eq, (int)need - eq0));
     int pos = tk_block_scan(take, warp_sums);
     for (int i = lo, e = eq0; i < hi; i++) {
         const unsigned key = key_of(i);
