@@ -171,7 +171,7 @@ static __device__ __forceinline__ float skip_score(const skip_table &tab, int32_
 
 static skip_table skip_table_of(const ast_tokenwise_opts *o) {
     skip_table tab;
-    for (int i = 0; i <= AST_SKIP_EXP_CAP; i++) tab.v[i] = o->w_beta * expf((float)i);
+    for (int i = 0; i <= AST_SKIP_EXP_CAP; i++) tab.v[i] = ast_tw_skip_term(o, i);
     return tab;
 }
 

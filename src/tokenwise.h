@@ -19,6 +19,15 @@ extern "C" {
 
 #define AST_SKIP_EXP_CAP 20
 
+#include <math.h>
+
+/* The skip term of the score, w_β·exp(min(skip, AST_SKIP_EXP_CAP)) (the CUDA backend tabulates
+ * it for skip = 0..cap with this same function). */
+static inline float ast_tw_skip_term(const ast_tokenwise_opts *o, int32_t skip) {
+    const int s = skip < AST_SKIP_EXP_CAP ? (skip > 0 ? skip : 0) : AST_SKIP_EXP_CAP;
+    return o->w_beta * expf((float)s);
+}
+
 /* The sketch projection P [r, D], row-major like a Linear weight (sketch s = x·Pᵀ, [N, r]),
  * entries N(0, 1) from a fixed seed: every backend and every run must use this same P (the CUDA
  * backend uploads it). Δ uses 1/√r so that E[Δ²] = ‖x − ref‖². */
