@@ -23,9 +23,9 @@
 // scratch buffer sized for N at create, per branch the cross-attention K/V of every block and
 // the token-wise state (bf16 cache [N, D] per block). Nothing is allocated and nothing waits for
 // the host inside a forward except the final copy of the output. A forward's device work is
-// captured into a CUDA graph per (branch, K) the second time that pair is seen (the first run
-// is eager: it fills the GEMM shape cache) and replayed after; ASTRAEA_CUDA_GRAPHS=0 turns
-// graphs off.
+// captured into a CUDA graph per (branch, every rank's K) the second time that key is seen (the
+// first run is eager: it fills the GEMM shape cache) and replayed after; ASTRAEA_CUDA_GRAPHS=0
+// turns graphs off.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,9 +114,10 @@ typedef struct {
 } dev_branch;
 
 typedef struct {
-    int branch, K;
-    int64_t Ktot;           // every rank's rows: the exchange sizes captured with NCCL
-    cudaGraphExec_t exec;   // NULL: seen once, not captured yet
+    int branch;
+    int64_t k[AST_MAX_RANKS]; // every rank's rows (plan.k): this rank's work and the exchange
+                              // sizes the graph captured with NCCL
+    cudaGraphExec_t exec;     // NULL: seen once, not captured yet
 } graph_entry;
 
 enum { MAX_GRAPHS = 64 };
@@ -775,23 +776,22 @@ static int forward_body(cuda_backend *b, int branch, int K) {
     return 0;
 }
 
-// Runs forward_body through the graph of (branch, K, Ktot): eager the first time, captured the
-// second, replayed after. Ktot (all ranks' rows) is part of the key: with uneven shards two
-// budgets can give this rank the same K and a peer another, and the captured exchange sizes
-// must match the peers'. A capture that fails turns graphs off and runs eagerly.
+// Runs forward_body through the graph of (branch, every rank's rows): eager the first time,
+// captured the second, replayed after. The key is what a graph depends on: this rank's K and,
+// for the captured exchanges, every peer's (two budgets can give this rank the same K and a peer
+// another). A capture that fails turns graphs off and runs eagerly.
 static int forward_graph(cuda_backend *b, int branch, int K) {
     if (!b->graphs_on) return forward_body(b, branch, K);
-    const int64_t Ktot = b->plan.ktot;
+    const size_t kbytes = sizeof(int64_t) * (size_t)b->sh.size;
     graph_entry *ge = NULL;
     for (int i = 0; i < b->n_graphs; i++)
-        if (b->graphs[i].branch == branch && b->graphs[i].K == K && b->graphs[i].Ktot == Ktot)
+        if (b->graphs[i].branch == branch && !memcmp(b->graphs[i].k, b->plan.k, kbytes))
             ge = &b->graphs[i];
     if (!ge) {
         if (b->n_graphs < MAX_GRAPHS) {
             ge = &b->graphs[b->n_graphs++];
             ge->branch = branch;
-            ge->K = K;
-            ge->Ktot = Ktot;
+            memcpy(ge->k, b->plan.k, kbytes);
             ge->exec = NULL;
         }
         return forward_body(b, branch, K); // first sight (or no room): eager
