@@ -626,6 +626,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     // this stream's compute of the selected rows (disjoint rows of x, cache and skip), joined
     // before the commit (ASTRAEA_REUSE_STREAM=0: here, on this stream)
     if (gather && st) {
+        PHASE(b, PH_REUSE); // its time here only without the side stream
         cudaStream_t rs = b->s_reuse ? b->s_reuse : s;
         if (b->s_reuse) {
             CUDA_TRY(cudaEventRecord(b->ev_fork, s));
@@ -655,14 +656,15 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         ast_cuda_rmsnorm_rope(K, D, q, 3 * D, k->norm_q, b->eps, b->w.rope, 1024, hd, sel, b->n0,
                               b->gh, b->gw, s))
         return -1;
-    PHASE(b, PH_ATTN);
-    if (b->sh.size > 1) {
+    if (b->sh.size > 1) { // exchanges and attention, each marked as its phase
         if (b->allgather ? sp_attention_allgather(b, K, q, kk, want_lse)
                          : sp_attention(b, K, q, kk, vv, want_lse))
             return -1;
-    } else if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D, want_lse ? b->lse_h : NULL,
-                                  K, N, H, hd, b->scale, s)) {
-        return -1;
+    } else {
+        PHASE(b, PH_ATTN);
+        if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D,
+                               want_lse ? b->lse_h : NULL, K, N, H, hd, b->scale, s))
+            return -1;
     }
     // xs = x[sel] + (o·Wo + bo)·E2   (dense-only engines: in place on x)
     PHASE(b, PH_OPROJ);
