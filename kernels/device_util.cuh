@@ -86,6 +86,17 @@ static __device__ __forceinline__ float ast_silu(float x) { return x / (1.f + ex
 static inline bool ast_aligned(const void *p, unsigned bytes) {
     return ((uintptr_t)p % bytes) == 0;
 }
+
+// The widest access (16 bytes down to `least`) that divides a row of `row` bytes, both pitches
+// and both base addresses: what a row copy moves per load and store.
+static inline int ast_copy_unit(int least, int64_t row, int64_t pitch_a, int64_t pitch_b,
+                                const void *a, const void *b) {
+    int u = 16;
+    while (u > least && (row % u || pitch_a % u || pitch_b % u || !ast_aligned(a, (unsigned)u) ||
+                         !ast_aligned(b, (unsigned)u)))
+        u >>= 1;
+    return u;
+}
 static inline unsigned ast_blocks(int64_t work, int per_block, unsigned cap = 65535u * 16u) {
     int64_t b = (work + per_block - 1) / per_block;
     if (b < 1) b = 1;

@@ -607,10 +607,7 @@ int ast_cuda_copy2d(const ast_copy2d *c, int n, cudaStream_t s) {
         if (c[i].width > c[i].dpitch && c[i].rows > 1)
             return ast_fail("internal: 2D copy of %lld-byte rows into a %lld-byte pitch",
                             (long long)c[i].width, (long long)c[i].dpitch);
-        int u = 16;
-        while (u > 1 && (c[i].width % u || c[i].dpitch % u || c[i].spitch % u ||
-                         !ast_aligned(c[i].dst, (unsigned)u) || !ast_aligned(c[i].src, (unsigned)u)))
-            u >>= 1;
+        const int u = ast_copy_unit(1, c[i].width, c[i].dpitch, c[i].spitch, c[i].dst, c[i].src);
         b.c[used] = c[i];
         b.unit[used++] = u;
         const int64_t work = c[i].width / u * c[i].rows;

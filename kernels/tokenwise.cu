@@ -39,11 +39,7 @@ static int rows_copy(int K, int C, const int32_t *idx, const void *src, int lds,
                         GATHER ? "gather" : "scatter", K, C, elem_bytes, lds, ldd);
     const int64_t row = (int64_t)C * elem_bytes, ls = (int64_t)lds * elem_bytes,
                   ld = (int64_t)ldd * elem_bytes;
-    // the widest unit that divides the row, both strides and both base addresses
-    int w = 16;
-    while (w > elem_bytes && (row % w || ls % w || ld % w || !ast_aligned(src, w) ||
-                              !ast_aligned(dst, w)))
-        w >>= 1;
+    const int w = ast_copy_unit(elem_bytes, row, ls, ld, src, dst);
     const int units = (int)(row / w);
     const unsigned blocks = ast_blocks((int64_t)K * units, 256);
     const char *sp = (const char *)src;
