@@ -14,6 +14,17 @@ static __device__ __forceinline__ float ast_warp_sum(float v) {
     return v;
 }
 
+// Inclusive prefix sum over the warp's lanes (lane l gets v of lanes 0..l).
+template <class T> static __device__ __forceinline__ T ast_warp_scan(T v) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const T t = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += t;
+    }
+    return v;
+}
+
 static __device__ __forceinline__ double ast_warp_sum_d(double v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -47,6 +58,12 @@ static __device__ __forceinline__ void ast_unpack8(const uint4 u, float f[8]) {
     }
 }
 
+// 4 bf16 packed in a uint2 -> 4 floats.
+static __device__ __forceinline__ float4 ast_unpack4(const uint2 u) {
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
+                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+}
+
 static __device__ __forceinline__ uint32_t ast_pack2(float a, float b) {
     __nv_bfloat162 h = __floats2bfloat162_rn(a, b); // .x = a (low half), .y = b
     return *reinterpret_cast<uint32_t *>(&h);
@@ -68,6 +85,17 @@ static __device__ __forceinline__ float ast_silu(float x) { return x / (1.f + ex
 // Host-side helpers.
 static inline bool ast_aligned(const void *p, unsigned bytes) {
     return ((uintptr_t)p % bytes) == 0;
+}
+
+// The widest access (16 bytes down to `least`) that divides a row of `row` bytes, both pitches
+// and both base addresses: what a row copy moves per load and store.
+static inline int ast_copy_unit(int least, int64_t row, int64_t pitch_a, int64_t pitch_b,
+                                const void *a, const void *b) {
+    int u = 16;
+    while (u > least && (row % u || pitch_a % u || pitch_b % u || !ast_aligned(a, (unsigned)u) ||
+                         !ast_aligned(b, (unsigned)u)))
+        u >>= 1;
+    return u;
 }
 static inline unsigned ast_blocks(int64_t work, int per_block, unsigned cap = 65535u * 16u) {
     int64_t b = (work + per_block - 1) / per_block;

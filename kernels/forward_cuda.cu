@@ -23,9 +23,9 @@
 // scratch buffer sized for N at create, per branch the cross-attention K/V of every block and
 // the token-wise state (bf16 cache [N, D] per block). Nothing is allocated and nothing waits for
 // the host inside a forward except the final copy of the output. A forward's device work is
-// captured into a CUDA graph per (branch, K) the second time that pair is seen (the first run
-// is eager: it fills the GEMM shape cache) and replayed after; ASTRAEA_CUDA_GRAPHS=0 turns
-// graphs off.
+// captured into a CUDA graph per (branch, every rank's K) the second time that key is seen (the
+// first run is eager: it fills the GEMM shape cache) and replayed after; ASTRAEA_CUDA_GRAPHS=0
+// turns graphs off.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,9 +114,10 @@ typedef struct {
 } dev_branch;
 
 typedef struct {
-    int branch, K;
-    int64_t Ktot;           // every rank's rows: the exchange sizes captured with NCCL
-    cudaGraphExec_t exec;   // NULL: seen once, not captured yet
+    int branch;
+    int64_t k[AST_MAX_RANKS]; // every rank's rows (plan.k): this rank's work and the exchange
+                              // sizes the graph captured with NCCL
+    cudaGraphExec_t exec;     // NULL: seen once, not captured yet
 } graph_entry;
 
 enum { MAX_GRAPHS = 64 };
@@ -529,7 +530,7 @@ static int sp_attention(cuda_backend *b, int K, const ast_bf16 *q, const ast_bf1
     cudaStream_t s = b->s;
     ast_comm *cm = b->sh.comm;
     const ast_shard_plan *pl = &b->plan;
-    const int64_t Ktot = pl->kfirst[P - 1] + pl->k[P - 1];
+    const int64_t Ktot = pl->ktot;
     int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
     PHASE(b, PH_EXCHANGE);
@@ -628,6 +629,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     // this stream's compute of the selected rows (disjoint rows of x, cache and skip), joined
     // before the commit (ASTRAEA_REUSE_STREAM=0: here, on this stream)
     if (gather && st) {
+        PHASE(b, PH_REUSE); // its time here only without the side stream
         cudaStream_t rs = b->s_reuse ? b->s_reuse : s;
         if (b->s_reuse) {
             CUDA_TRY(cudaEventRecord(b->ev_fork, s));
@@ -657,14 +659,15 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         ast_cuda_rmsnorm_rope(K, D, q, 3 * D, k->norm_q, b->eps, b->w.rope, 1024, hd, sel, b->n0,
                               b->gh, b->gw, s))
         return -1;
-    PHASE(b, PH_ATTN);
-    if (b->sh.size > 1) {
+    if (b->sh.size > 1) { // exchanges and attention, each marked as its phase
         if (b->allgather ? sp_attention_allgather(b, K, q, kk, want_lse)
                          : sp_attention(b, K, q, kk, vv, want_lse))
             return -1;
-    } else if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D, want_lse ? b->lse_h : NULL,
-                                  K, N, H, hd, b->scale, s)) {
-        return -1;
+    } else {
+        PHASE(b, PH_ATTN);
+        if (ast_cuda_attention(q, 3 * D, kk, 3 * D, vv, 3 * D, b->o, D,
+                               want_lse ? b->lse_h : NULL, K, N, H, hd, b->scale, s))
+            return -1;
     }
     // xs = x[sel] + (o·Wo + bo)·E2   (dense-only engines: in place on x)
     PHASE(b, PH_OPROJ);
@@ -778,23 +781,22 @@ static int forward_body(cuda_backend *b, int branch, int K) {
     return 0;
 }
 
-// Runs forward_body through the graph of (branch, K, Ktot): eager the first time, captured the
-// second, replayed after. Ktot (all ranks' rows) is part of the key: with uneven shards two
-// budgets can give this rank the same K and a peer another, and the captured exchange sizes
-// must match the peers'. A capture that fails turns graphs off and runs eagerly.
+// Runs forward_body through the graph of (branch, every rank's rows): eager the first time,
+// captured the second, replayed after. The key is what a graph depends on: this rank's K and,
+// for the captured exchanges, every peer's (two budgets can give this rank the same K and a peer
+// another). A capture that fails turns graphs off and runs eagerly.
 static int forward_graph(cuda_backend *b, int branch, int K) {
     if (!b->graphs_on) return forward_body(b, branch, K);
-    const int64_t Ktot = b->plan.kfirst[b->sh.size - 1] + b->plan.k[b->sh.size - 1];
+    const size_t kbytes = sizeof(int64_t) * (size_t)b->sh.size;
     graph_entry *ge = NULL;
     for (int i = 0; i < b->n_graphs; i++)
-        if (b->graphs[i].branch == branch && b->graphs[i].K == K && b->graphs[i].Ktot == Ktot)
+        if (b->graphs[i].branch == branch && !memcmp(b->graphs[i].k, b->plan.k, kbytes))
             ge = &b->graphs[i];
     if (!ge) {
         if (b->n_graphs < MAX_GRAPHS) {
             ge = &b->graphs[b->n_graphs++];
             ge->branch = branch;
-            ge->K = K;
-            ge->Ktot = Ktot;
+            memcpy(ge->k, b->plan.k, kbytes);
             ge->exec = NULL;
         }
         return forward_body(b, branch, K); // first sight (or no room): eager

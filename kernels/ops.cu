@@ -500,9 +500,7 @@ int ast_cuda_rmsnorm_rope(int L, int C, ast_bf16 *x, int ldx, const float *w, fl
 template <bool YF32>
 static __device__ __forceinline__ float4 load_y4(const void *y, int64_t off) {
     if (YF32) return __ldg(reinterpret_cast<const float4 *>((const float *)y + off));
-    const uint2 u = __ldg(reinterpret_cast<const uint2 *>((const bf16 *)y + off));
-    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
-                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+    return ast_unpack4(__ldg(reinterpret_cast<const uint2 *>((const bf16 *)y + off)));
 }
 
 template <bool YF32>
@@ -609,10 +607,7 @@ int ast_cuda_copy2d(const ast_copy2d *c, int n, cudaStream_t s) {
         if (c[i].width > c[i].dpitch && c[i].rows > 1)
             return ast_fail("internal: 2D copy of %lld-byte rows into a %lld-byte pitch",
                             (long long)c[i].width, (long long)c[i].dpitch);
-        int u = 16;
-        while (u > 1 && (c[i].width % u || c[i].dpitch % u || c[i].spitch % u ||
-                         !ast_aligned(c[i].dst, (unsigned)u) || !ast_aligned(c[i].src, (unsigned)u)))
-            u >>= 1;
+        const int u = ast_copy_unit(1, c[i].width, c[i].dpitch, c[i].spitch, c[i].dst, c[i].src);
         b.c[used] = c[i];
         b.unit[used++] = u;
         const int64_t work = c[i].width / u * c[i].rows;

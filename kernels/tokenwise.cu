@@ -39,11 +39,7 @@ static int rows_copy(int K, int C, const int32_t *idx, const void *src, int lds,
                         GATHER ? "gather" : "scatter", K, C, elem_bytes, lds, ldd);
     const int64_t row = (int64_t)C * elem_bytes, ls = (int64_t)lds * elem_bytes,
                   ld = (int64_t)ldd * elem_bytes;
-    // the widest unit that divides the row, both strides and both base addresses
-    int w = 16;
-    while (w > elem_bytes && (row % w || ls % w || ld % w || !ast_aligned(src, w) ||
-                              !ast_aligned(dst, w)))
-        w >>= 1;
+    const int w = ast_copy_unit(elem_bytes, row, ls, ld, src, dst);
     const int units = (int)(row / w);
     const unsigned blocks = ast_blocks((int64_t)K * units, 256);
     const char *sp = (const char *)src;
@@ -171,7 +167,7 @@ static __device__ __forceinline__ float skip_score(const skip_table &tab, int32_
 
 static skip_table skip_table_of(const ast_tokenwise_opts *o) {
     skip_table tab;
-    for (int i = 0; i <= AST_SKIP_EXP_CAP; i++) tab.v[i] = o->w_beta * expf((float)i);
+    for (int i = 0; i <= AST_SKIP_EXP_CAP; i++) tab.v[i] = ast_tw_skip_term(o, i);
     return tab;
 }
 
@@ -269,22 +265,12 @@ static __device__ __forceinline__ uint32_t tk_key(float f) {
 // Exclusive prefix sum of v over the block (TK_THREADS threads); every thread calls it.
 static __device__ int tk_block_scan(int v, int *warp_sums) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int incl = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const int t = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += t;
-    }
+    const int incl = ast_warp_scan(v);
     __syncthreads(); // warp_sums may still be read by a previous scan
     if (lane == 31) warp_sums[warp] = incl;
     __syncthreads();
     if (warp == 0) {
-        int w = lane < TK_THREADS / 32 ? warp_sums[lane] : 0, wi = w;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            const int t = __shfl_up_sync(0xffffffffu, wi, o);
-            if (lane >= o) wi += t;
-        }
+        const int w = lane < TK_THREADS / 32 ? warp_sums[lane] : 0, wi = ast_warp_scan(w);
         if (lane < TK_THREADS / 32) warp_sums[lane] = wi - w; // exclusive, per warp
     }
     __syncthreads();
@@ -325,12 +311,7 @@ static __device__ void topk_block(int n, int k, KEYS key_of, int32_t *__restrict
             unsigned c[8], sum = 0;
 #pragma unroll
             for (int j = 0; j < 8; j++) sum += c[j] = hist[255 - 8 * lane - j];
-            unsigned incl = sum;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                const unsigned t = __shfl_up_sync(0xffffffffu, incl, o);
-                if (lane >= o) incl += t;
-            }
+            const unsigned incl = ast_warp_scan(sum);
             unsigned acc = incl - sum;
             if (acc < need && need <= incl) { // exactly one lane: the bin holding the k-th key
 #pragma unroll
@@ -352,14 +333,14 @@ static __device__ void topk_block(int n, int k, KEYS key_of, int32_t *__restrict
     // Each thread owns a contiguous run of indices, so two block scans give the order.
     const int per = (n + TK_THREADS - 1) / TK_THREADS;
     const int lo = min(n, tid * per), hi = min(n, lo + per);
-    int eq = 0;
-    for (int i = lo; i < hi; i++) eq += key_of(i) == prefix;
-    const int eq0 = tk_block_scan(eq, warp_sums);
-    int take = 0;
-    for (int i = lo, e = eq0; i < hi; i++) {
+    int eq = 0, gt = 0;
+    for (int i = lo; i < hi; i++) {
         const unsigned key = key_of(i);
-        take += key > prefix || (key == prefix && (unsigned)e++ < need);
+        eq += key == prefix, gt += key > prefix;
     }
+    const int eq0 = tk_block_scan(eq, warp_sums);
+    // this run takes its keys above T and those of the equal ones ranked eq0.. below `need`
+    const int take = gt + max(0, min(eq, (int)need - eq0));
     int pos = tk_block_scan(take, warp_sums);
     for (int i = lo, e = eq0; i < hi; i++) {
         const unsigned key = key_of(i);
@@ -450,12 +431,10 @@ static __global__ void __launch_bounds__(128)
         for (int v = lane; v < D / 4; v += 32) {
             float4 out = reinterpret_cast<const float4 *>(o)[v];
             if (yr) { // the block's last gated residual, fused: out = xs + gate·y
-                const uint2 u = reinterpret_cast<const uint2 *>(yr)[v];
+                const float4 yv = ast_unpack4(reinterpret_cast<const uint2 *>(yr)[v]);
                 const float4 g = reinterpret_cast<const float4 *>(gate)[v];
-                out = make_float4(__fmaf_rn(g.x, __uint_as_float(u.x << 16), out.x),
-                                  __fmaf_rn(g.y, __uint_as_float(u.x & 0xffff0000u), out.y),
-                                  __fmaf_rn(g.z, __uint_as_float(u.y << 16), out.z),
-                                  __fmaf_rn(g.w, __uint_as_float(u.y & 0xffff0000u), out.w));
+                out = make_float4(__fmaf_rn(g.x, yv.x, out.x), __fmaf_rn(g.y, yv.y, out.y),
+                                  __fmaf_rn(g.z, yv.z, out.z), __fmaf_rn(g.w, yv.w, out.w));
             }
             const float4 in = reinterpret_cast<const float4 *>(xi)[v];
             const float4 d = residual ? make_float4(out.x - in.x, out.y - in.y, out.z - in.z,
@@ -515,9 +494,7 @@ static __global__ void __launch_bounds__(128)
     const bf16 *c = cache + (int64_t)n * ldc;
     if (vec) {
         for (int v = lane; v < D / 4; v += 32) {
-            const uint2 u = reinterpret_cast<const uint2 *>(c)[v];
-            const float4 cv = make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
-                                          __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+            const float4 cv = ast_unpack4(reinterpret_cast<const uint2 *>(c)[v]);
             float4 *p = reinterpret_cast<float4 *>(xi) + v;
             if (residual) {
                 const float4 a = *p;

@@ -50,8 +50,9 @@ void ast_allgather_counts(int P, int64_t own, const int64_t *rows, const int64_t
                           int64_t *recv_count, int64_t *recv_displ);
 
 /* sh: this backend's rank in a sequence-parallel group (size 1: the whole sequence). A rank
- * computes its token shard ast_shard_range(N, P, rank) and, in forward, writes only those
- * tokens of `out` (the engine passes every rank the same buffers). */
+ * computes its token shard ast_shard_range(N, P, rank). In forward the engine passes every rank
+ * the same buffers; between them the ranks write every token of `out` once: a CPU rank its own
+ * tokens, while CUDA rank 0 gathers every rank's rows and writes them all (the others none). */
 int ast_cpu_backend_create(const ast_model *m, const ast_engine_params *p, const ast_shard *sh,
                            void **impl, const ast_backend_vtable **vt);
 

@@ -233,7 +233,7 @@ static int sp_attention(cpu_backend *b, int K, const float *kk, const float *vv,
     const int W = Hg * hd, Wr = W + Hg; /* a returned row: Hg heads of output, then Hg LSEs */
     const int64_t N = b->N;
     const ast_shard_plan *pl = &b->plan;
-    const int64_t Ktot = pl->kfirst[P - 1] + pl->k[P - 1];
+    const int64_t Ktot = pl->ktot;
     int64_t sc[AST_MAX_RANKS] = {0}, sd[AST_MAX_RANKS] = {0}, rc[AST_MAX_RANKS] = {0},
             rd[AST_MAX_RANKS] = {0};
     /* queries: to rank g its heads' columns of my K rows */
@@ -289,6 +289,17 @@ static int sp_attention_allgather(cpu_backend *b, int K, float scale) {
     ast_cpu_attention(K, b->Ntot, b->H, b->hd, b->q, D, b->xkv_recv, 2 * D, b->xkv_recv + D,
                       2 * D, b->o, D, b->lse_h, scale);
     return 0;
+}
+
+/* Token n's score state once computed as row r of `rows`: the mean over heads of its
+ * self-attention LSE (lse_h [H, rows], summed in head order) and its input sketch, the
+ * reference of its next Δ. */
+static void commit_score_state(const cpu_backend *b, cpu_block_state *st, int64_t n, int64_t r,
+                               int64_t rows) {
+    float s = 0;
+    for (int h = 0; h < b->H; h++) s += b->lse_h[(int64_t)h * rows + r];
+    st->lse[n] = s / b->H;
+    memcpy(st->refsketch + n * b->r, b->sk + n * b->r, sizeof(float) * b->r);
 }
 
 static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K) {
@@ -378,13 +389,9 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K) {
             float *cache = st->cache + (int64_t)n * D;
             const float *out = b->x + (int64_t)n * D, *in = b->xin + (int64_t)n * D;
             for (int i = 0; i < D; i++) cache[i] = residual ? out[i] - in[i] : out[i];
-            float s = 0;
-            for (int h = 0; h < H; h++) s += b->lse_h[(int64_t)h * N + n];
-            st->lse[n] = s / H;
             st->skip[n] = 0;
-            if (use_delta)
-                memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r,
-                       sizeof(float) * b->r);
+            if (use_delta) /* the LSE and the sketch enter only Δ's score */
+                commit_score_state(b, st, n, n, N);
         }
         return 0;
     }
@@ -410,13 +417,8 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K) {
         const float *out = xs + (int64_t)r * D, *in = b->xin + (int64_t)n * D;
         for (int i = 0; i < D; i++) cache[i] = residual ? out[i] - in[i] : out[i];
         memcpy(x, out, sizeof(float) * D);
-        float s = 0;
-        for (int h = 0; h < H; h++) s += b->lse_h[(int64_t)h * K + r];
-        st->lse[n] = s / H;
         st->skip[n] = 0;
-        if (use_delta)
-            memcpy(st->refsketch + (int64_t)n * b->r, b->sk + (int64_t)n * b->r,
-                   sizeof(float) * b->r);
+        if (use_delta) commit_score_state(b, st, n, r, K);
     }
     return 0;
 }

@@ -37,10 +37,7 @@ void ast_tw_scores(int n, int r, const float *sketch, const float *refsketch, co
                    const int32_t *skip, const ast_tokenwise_opts *o, float *scores) {
     if (o->w_alpha == 0) { /* Δ does not enter the score: no sketch needed (it may be NULL) */
 #pragma omp parallel for schedule(static)
-        for (int i = 0; i < n; i++) {
-            int s = skip[i] < AST_SKIP_EXP_CAP ? skip[i] : AST_SKIP_EXP_CAP;
-            scores[i] = o->w_beta * expf((float)s);
-        }
+        for (int i = 0; i < n; i++) scores[i] = ast_tw_skip_term(o, skip[i]);
         return;
     }
     const float inv_sqrt_r = 1.0f / sqrtf((float)r);
@@ -61,10 +58,8 @@ void ast_tw_scores(int n, int r, const float *sketch, const float *refsketch, co
     float inv_mean = 1.0f;
     if (o->delta_normalize) inv_mean = sum > 0 ? (float)(n / sum) : 0.0f;
 #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        int s = skip[i] < AST_SKIP_EXP_CAP ? skip[i] : AST_SKIP_EXP_CAP;
-        scores[i] = o->w_alpha * lse[i] * (scores[i] * inv_mean) + o->w_beta * expf((float)s);
-    }
+    for (int i = 0; i < n; i++)
+        scores[i] = o->w_alpha * lse[i] * (scores[i] * inv_mean) + ast_tw_skip_term(o, skip[i]);
 }
 
 /* Order: larger score first; equal scores -> lower index first. NaN scores sort last. */
@@ -126,7 +121,7 @@ int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta) {
         pl->kfirst[i] = k0;
         k0 += pl->k[i];
     }
-    return k0;
+    return pl->ktot = k0;
 }
 
 void ast_tw_scores_plan(const ast_shard_plan *pl, int r, const float *sketch,

@@ -19,6 +19,15 @@ extern "C" {
 
 #define AST_SKIP_EXP_CAP 20
 
+#include <math.h>
+
+/* The skip term of the score, w_β·exp(min(skip, AST_SKIP_EXP_CAP)) (the CUDA backend tabulates
+ * it for skip = 0..cap with this same function). */
+static inline float ast_tw_skip_term(const ast_tokenwise_opts *o, int32_t skip) {
+    const int s = skip < AST_SKIP_EXP_CAP ? (skip > 0 ? skip : 0) : AST_SKIP_EXP_CAP;
+    return o->w_beta * expf((float)s);
+}
+
 /* The sketch projection P [r, D], row-major like a Linear weight (sketch s = x·Pᵀ, [N, r]),
  * entries N(0, 1) from a fixed seed: every backend and every run must use this same P (the CUDA
  * backend uploads it). Δ uses 1/√r so that E[Δ²] = ‖x − ref‖². */
@@ -41,9 +50,10 @@ typedef struct {
     int P;
     int64_t n[AST_MAX_RANKS], first[AST_MAX_RANKS];  /* segment i: tokens [first, first + n) */
     int64_t k[AST_MAX_RANKS], kfirst[AST_MAX_RANKS]; /* rows computed this forward, prefix sums */
+    int64_t ktot;                                     /* sum of k: every segment's rows */
 } ast_shard_plan;
 void ast_shard_plan_init(ast_shard_plan *pl, int64_t ntot, int P);
-/* k[i] = round(theta·n[i]) (at least 1) when tokenwise, else n[i]; returns their sum. */
+/* k[i] = round(theta·n[i]) (at least 1) when tokenwise, else n[i]; returns their sum (ktot). */
 int64_t ast_shard_plan_rows(ast_shard_plan *pl, int tokenwise, float theta);
 
 /* Selection per segment of a plan (ast_tokenwise_opts.select_segments; a 1-segment plan is the

@@ -70,3 +70,14 @@ kill9_after() {
     kill_rc=$?
     [ $kill_rc -eq 137 ]
 }
+
+# kill_mid_run MS PID DB TOTAL: kill9_after MS PID, then whether the kill landed mid-run: 0 if
+# it ended the run (exit 137) with fewer than TOTAL evaluations in DB (a kill after the last
+# evaluation tests nothing), 1 if not (the run ended, or got past its evaluations, first), 2 if
+# the run failed on its own (kill_rc: its exit status). kill_evals: the evaluations in DB.
+kill_mid_run() {
+    kill9_after "$1" "$2"
+    kill_evals=$(evals_of "$3")
+    if [ $kill_rc -ne 0 ] && [ $kill_rc -ne 137 ]; then return 2; fi
+    [ $kill_rc -eq 137 ] && [ -n "$kill_evals" ] && [ "$kill_evals" -lt "$4" ]
+}

@@ -10,7 +10,7 @@
 # measurement, and two measurements differ.
 set -u
 B=${1:?build dir}
-. "$(dirname "$0")/search_lib.sh" # S, T, ok/bad; engine_model, evals_of, evals_while, kill9_after, now_ms, wait_evals
+. "$(dirname "$0")/search_lib.sh" # S, T, ok/bad; engine_model, evals_of, evals_while, kill_mid_run, now_ms, wait_evals
 E=$B/astraea-export
 
 # The fields of an exported best profile that must match between two runs of one search.
@@ -48,7 +48,12 @@ resume_case() {
         else
             at=$(( ms / 20 + RANDOM % (ms / 5 + 1) )) # early: five sessions share one run
         fi
-        kill9_after $at $pid && kills=$((kills+1))
+        kill_mid_run $at $pid "$T/$name-b.db" "${total:-0}"
+        case $? in
+        0) kills=$((kills+1));;
+        2) bad "$name: the search failed before the kill (exit $kill_rc): $(tail -3 "$T/log")"
+           return;;
+        esac
     done
     $S "$@" --db "$T/$name-b.db" --quiet >"$T/log" 2>&1; rc=$?
     if [ $rc -ne 0 ]; then bad "$name: resumed search exit $rc: $(tail -3 "$T/log")"; return; fi

@@ -11,7 +11,7 @@
 # latency model is pinned so the runs share one repair band.
 set -u
 B=${1:?build dir}
-. "$(dirname "$0")/search_lib.sh" # S, D, T, ok/bad; engine_model, evals_of, evals_while, kill9_after, now_ms, wait_evals
+. "$(dirname "$0")/search_lib.sh" # S, D, T, ok/bad; engine_model, evals_of, evals_while, kill_mid_run, now_ms, wait_evals
 
 # same_case NAME ARGS...: --workers 1 vs --workers 3; leaves $T/NAME-1.db (the reference) and
 # the 3-worker run's duration in $ms3.
@@ -41,12 +41,12 @@ same_case() {
 # (read from the DB), after a random 0-100 ms. It counts only if it ended the process (exit 137)
 # with fewer evaluations stored than the reference has (a kill in the run's last part, after its
 # evaluations, tests nothing); on a machine fast enough to get past them first (a DB poll takes
-# ~150 ms, the evaluations ~350 ms), the killed run starts over and is killed at once at a
+# ~150 ms, the evaluations ~0.9 s on 2 cores), the killed run starts over and is killed at a
 # quarter, an eighth, then at the first sight of the run. Sets landed (0/1), killed_at, tries;
 # 1 (and reported) if the run failed on its own.
 kill_mid_evals() {
     local name=$1; shift
-    local total div n pid at
+    local total div pid at
     landed=0 tries=0 killed_at=""
     total=$(evals_of "$T/$name-1.db")
     if [ -z "$total" ] || [ "$total" -lt 2 ]; then
@@ -59,15 +59,12 @@ kill_mid_evals() {
         pid=$!
         evals_while $pid "$T/$name-k.db" $(( div ? total / div : 0 ))
         at=$(( div == 2 ? RANDOM % 100 : 0 ))
-        kill9_after $at $pid
-        if [ $kill_rc -ne 0 ] && [ $kill_rc -ne 137 ]; then
-            bad "$name: the 3-worker run failed before the kill (exit $kill_rc): $(tail -3 "$T/log")"
-            return 1
-        fi
-        n=$(evals_of "$T/$name-k.db")
-        if [ $kill_rc -eq 137 ] && [ -n "$n" ] && [ "$n" -lt "$total" ]; then
-            landed=1 killed_at="$n of $total"; return 0
-        fi
+        kill_mid_run $at $pid "$T/$name-k.db" "$total"
+        case $? in
+        0) landed=1 killed_at="$kill_evals of $total"; return 0;;
+        2) bad "$name: the 3-worker run failed before the kill (exit $kill_rc): $(tail -3 "$T/log")"
+           return 1;;
+        esac
     done
     return 0
 }
@@ -78,21 +75,22 @@ kill_mid_evals() {
 # moment within 10-60% of the 3-worker run's duration.
 kill_case() {
     local name=$1 kills=$2; shift 2
-    local landed=0 i at pid rc how
+    local landed=0 i at pid rc how total
     if [ "${KILL_BY:-time}" = evals ]; then
         kill_mid_evals "$name" "$@" || return
         how="at $killed_at evaluations (try $tries)"
     else
+        total=$(evals_of "$T/$name-1.db")
         for i in $(seq "$kills"); do
             $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1 &
             pid=$!
             at=$(( ms3 / 10 + RANDOM % (ms3 * 5 / 10 + 1) ))
-            if kill9_after $at $pid; then
-                landed=$((landed+1))
-            elif [ $kill_rc -ne 0 ]; then
-                bad "$name: the 3-worker run failed before the kill (exit $kill_rc): $(tail -3 "$T/log")"
-                return
-            fi
+            kill_mid_run $at $pid "$T/$name-k.db" "${total:-0}"
+            case $? in
+            0) landed=$((landed+1));;
+            2) bad "$name: the 3-worker run failed before the kill (exit $kill_rc): $(tail -3 "$T/log")"
+               return;;
+            esac
         done
         how="$landed times"
     fi

@@ -249,8 +249,9 @@ static inline ast_model *lt_random_model(const char *tag, const ast_wan_config *
     char dir[512];
     lt_tmpdir(dir, sizeof dir, tag);
     ast_model *m = NULL;
-    CHECK(ast_write_random_checkpoint(dir, cfg, seed, dtype) == 0, "write: %s", ast_error_get());
-    CHECK(ast_model_load(dir, NULL, &m) == 0, "load: %s", ast_error_get());
+    const int written = ast_write_random_checkpoint(dir, cfg, seed, dtype) == 0;
+    CHECK(written, "write: %s", ast_error_get());
+    if (written) CHECK(ast_model_load(dir, NULL, &m) == 0, "load: %s", ast_error_get());
     lt_rmtree(dir);
     return m;
 }
