@@ -7,7 +7,10 @@
 //   scores, top-K -> sel [K] ascending, flags  [N]      (K < N only; with w_α = 0 the scores
 //                                                        are the skip counts' and every block's
 //                                                        top-K runs in one launch before block 0)
-//   h    = LN1(x)(1 + E1) + E0                 [N, D]   bf16
+//   h    = LN1(x)(1 + E1) + E0                 [N, D]   bf16; the rows the previous block did
+//                                                        not compute take their cache in this
+//                                                        pass: x = x + cache (or cache),
+//                                                        skip += 1 (with Δ: before the sketch)
 //   qkv  = h·Wqkvᵀ                             [N, 3D]  dense: one GEMM on the fused [3D, D]
 //          k|v = h·Wkvᵀ (all N rows), q = h[sel]·Wqᵀ (K rows) into the same [N, 3D] buffer
 //   RMSNorm + RoPE on k (all rows) and q (rows carry their token index)
@@ -15,9 +18,8 @@
 //   xs   = x[sel] + (o·Woᵀ + bo)·E2            [K, D]   fp32 (in place on x for dense-only engines)
 //   xs  += cross(LN3(xs))                       the o-projection accumulates into xs (beta = 1)
 //   xs  += (GELU(LN2(xs)(1 + E4) + E3 ·W0ᵀ)·W2ᵀ)·E5   (token-wise: fused into the commit)
-//   reuse: x[other] = x + cache (or cache), skip += 1  (on a side stream, right after LN1,
-//          beside the selected rows' compute; joined before the commit)
 //   commit: cache, x[sel] = xs, lse, sketch, skip = 0
+// After the last block its other rows take their cache on their own pass, before the head.
 //
 // Memory: the weights once as bf16 (time embedding fp32, as the reference runs it), every
 // scratch buffer sized for N at create, per branch the cross-attention K/V of every block and
@@ -127,8 +129,6 @@ typedef struct {
     ast_engine_params p;
     int dev;
     cudaStream_t s;
-    cudaStream_t s_reuse;     // token-wise: the reuse of cached rows, beside the block's compute
-    cudaEvent_t ev_fork, ev_join;
     cudaEvent_t ev_t0, ev_t1;  // timing: the forward between the input and output copies
     ast_gemm *gemm;
     ast_cuda_tw *tw;          // selection scratch (token-wise engines)
@@ -388,11 +388,8 @@ static void cuda_destroy(void *impl) {
     ast_uploader_free(b->up);
     ast_cuda_tw_free(b->tw);
     ast_gemm_free(b->gemm);
-    if (b->ev_fork) cudaEventDestroy(b->ev_fork);
-    if (b->ev_join) cudaEventDestroy(b->ev_join);
     if (b->ev_t0) cudaEventDestroy(b->ev_t0);
     if (b->ev_t1) cudaEventDestroy(b->ev_t1);
-    if (b->s_reuse) cudaStreamDestroy(b->s_reuse);
     if (b->s) cudaStreamDestroy(b->s);
     free(b);
 }
@@ -593,6 +590,14 @@ static int sp_attention_allgather(cuda_backend *b, int K, const ast_bf16 *q, con
                               b->s);
 }
 
+// The rows block l did not compute take their cache (x = x + cache, or cache; skip += 1) on
+// their own pass over x: after the last block, or before a sketch reads x (else the next
+// block's LN1 does it, ast_ln_extra).
+static int reuse_rows(cuda_backend *b, const dev_branch *br, int l) {
+    return ast_cuda_tw_reuse(b->N, b->D, b->flags + (int64_t)l * b->N, b->x, b->D,
+                             br->blocks[l].cache, b->D, b->p.tw.cache, br->blocks[l].skip, b->s);
+}
+
 // One block on the current residual stream b->x (see the file comment).
 static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     const dev_block *k = &b->w.blocks[l];
@@ -610,9 +615,15 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     const ast_gemm_out OBF = AST_GEMM_OUT_BF16;
 
     // 1. selection (without Δ every block's was made before the first: forward_body)
-    PHASE(b, PH_SELECT);
     const int use_delta = b->p.tw.w_alpha != 0; // Δ (and so the sketch) enters the score
     const int want_lse = st && use_delta;       // so does the LSE: without Δ nobody reads it
+    // block l - 1 left its other rows to this block's LN1 (the sketch reads x before it)
+    const int pending = l > 0 && gather && st;
+    if (pending && use_delta) {
+        PHASE(b, PH_REUSE);
+        if (reuse_rows(b, br, l - 1)) return -1;
+    }
+    PHASE(b, PH_SELECT);
     if (st && use_delta && ast_cuda_tw_sketch(N, D, b->r, b->x, D, b->w.proj, b->sk, s))
         return -1;
     if (gather && use_delta) {
@@ -623,22 +634,20 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     }
 
     // 2. self-attention: K/V for every token, Q for the selected
+    // LN1 over every row; in the same pass the rows block l - 1 did not compute take their
+    // cache, and the selected rows' output is also written compacted (hq: the Q projection's)
     PHASE(b, PH_LN);
-    if (ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, E1, E0, b->eps, s)) return -1;
-    // the unselected rows take their cache once LN1 has read x: on the side stream, beside
-    // this stream's compute of the selected rows (disjoint rows of x, cache and skip), joined
-    // before the commit (ASTRAEA_REUSE_STREAM=0: here, on this stream)
-    if (gather && st) {
-        PHASE(b, PH_REUSE); // its time here only without the side stream
-        cudaStream_t rs = b->s_reuse ? b->s_reuse : s;
-        if (b->s_reuse) {
-            CUDA_TRY(cudaEventRecord(b->ev_fork, s));
-            CUDA_TRY(cudaStreamWaitEvent(rs, b->ev_fork, 0));
-        }
-        if (ast_cuda_tw_reuse(N, D, flags_l, b->x, D, st->cache, D, b->p.tw.cache, st->skip, rs))
-            return -1;
-        if (b->s_reuse) CUDA_TRY(cudaEventRecord(b->ev_join, rs));
+    ast_ln_extra ex = {};
+    if (pending && !use_delta) {
+        const dev_block_state *prev = &br->blocks[l - 1];
+        ex.flags = b->flags + (int64_t)(l - 1) * N;
+        ex.cache = prev->cache, ex.ldc = D, ex.skip = prev->skip;
+        ex.residual = b->p.tw.cache == AST_CACHE_RESIDUAL;
     }
+    if (gather) ex.out_flags = flags_l, ex.sel = sel, ex.K = K, ex.out = b->hq, ex.ldo = D;
+    if (gather ? ast_cuda_layernorm_ex(N, D, b->x, D, &ex, b->h, D, NULL, NULL, E1, E0, b->eps, s)
+               : ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, E1, E0, b->eps, s))
+        return -1;
     PHASE(b, PH_QKV);
     ast_bf16 *q = b->qkv, *kk = b->qkv + D, *vv = b->qkv + 2 * D;
     if (!gather) {
@@ -648,7 +657,6 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     } else {
         if (ast_gemm_run(g, N, 2 * D, D, b->h, D, k->qkv_w + (size_t)D * D, D, k->qkv_b + D, kk,
                          3 * D, OBF, AST_GEMM_EPI_BIAS, 0, s) ||
-            ast_cuda_gather_rows(K, D, sel, b->h, D, b->hq, D, 2, s) ||
             ast_gemm_run(g, K, D, D, b->hq, D, k->qkv_w, D, k->qkv_b, q, 3 * D, OBF,
                          AST_GEMM_EPI_BIAS, 0, s))
             return -1;
@@ -704,9 +712,8 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         return ast_cuda_residual(K, D, xs, D, xs, D, NULL, b->tmp, D, 0, E5, s);
 
     // 5. commit the computed rows (with the FFN's gated residual xs + tmp·E5 fused in); the
-    // others took their cache on the side stream (after LN1): join it
+    // others take their cache in the next block's LN1 (or after the last block)
     PHASE(b, PH_REUSE);
-    if (gather && b->s_reuse) CUDA_TRY(cudaStreamWaitEvent(s, b->ev_join, 0));
     return ast_cuda_tw_commit(K, D, sel, xs, D, b->tmp, D, E5, b->x, D, st->cache, D,
                               b->p.tw.cache, H, want_lse ? b->lse_h : NULL,
                               st->lse, b->r, b->sk, use_delta ? st->refsketch : NULL, st->skip,
@@ -747,6 +754,10 @@ static int forward_body(cuda_backend *b, int branch, int K) {
             ast_error_prefix("block %d of %d", l, b->layers);
             return -1;
         }
+    }
+    if (br->blocks && K < N) { // the last block's other rows: no next LN1 to take them
+        PHASE(b, PH_REUSE);
+        if (reuse_rows(b, br, b->layers - 1)) return -1;
     }
     // head: LN(x)(1 + H1) + H0 with H = head.modulation + e; Linear; unpatchify
     PHASE(b, PH_HEAD);
@@ -847,7 +858,6 @@ static int cuda_forward(void *impl, int branch, const float *xin, float t, float
     if (forward_graph(b, branch, K)) {
         ast_error_prefix("CUDA forward (branch %d, %d of %d tokens)", branch, K, N);
         cudaStreamSynchronize(b->s);
-        if (b->s_reuse) cudaStreamSynchronize(b->s_reuse); // a reuse forked before the failure
         return -1;
     }
     CUDA_TRY(cudaEventRecord(b->ev_t1, b->s));
@@ -937,12 +947,6 @@ extern "C" int ast_cuda_backend_create(const ast_model *m, const ast_engine_para
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaEventCreate(&b->ev_t0);
     if (e == cudaSuccess) e = cudaEventCreate(&b->ev_t1);
-    const char *rs = getenv("ASTRAEA_REUSE_STREAM"); // 0: the reuse on the main stream
-    if (e == cudaSuccess && p->tokenwise && !(rs && !strcmp(rs, "0"))) {
-        e = cudaStreamCreateWithFlags(&b->s_reuse, cudaStreamNonBlocking);
-        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&b->ev_fork, cudaEventDisableTiming);
-        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&b->ev_join, cudaEventDisableTiming);
-    }
     if (e != cudaSuccess) {
         ast_fail("cannot start CUDA device %d: %s (%s)", b->dev, cudaGetErrorString(e),
                  ast_cuda_hint(e));

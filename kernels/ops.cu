@@ -222,13 +222,26 @@ static __device__ __forceinline__ float ln_affine(float n, int c, const float *w
     return n;
 }
 
-// Rows handled by 32·WPR threads, NV float4 per thread (zero-padded past the row end).
-template <int NV, int WPR>
-static __global__ void __launch_bounds__(128)
-    ln_vec_kernel(int L, int C, const float *__restrict__ x, int ldx,
-                  const int32_t *__restrict__ rows, bf16 *__restrict__ y, int ldy,
-                  const float *__restrict__ w, const float *__restrict__ b,
-                  const float *__restrict__ scale, const float *__restrict__ shift, float eps) {
+// k with sel[k] == n in the ascending sel[K] (n is in sel: the caller's flags say so)
+static __device__ __forceinline__ int index_in_sorted(const int32_t *__restrict__ sel, int K,
+                                                      int64_t n) {
+    int lo = 0, hi = K - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (sel[mid] < n) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+// Rows handled by 32·WPR threads, NV float4 per thread (zero-padded past the row end). EX: the
+// extras of ast_ln_extra (an added row first, a compacted copy of the output after).
+template <int NV, int WPR, bool EX>
+static __device__ __forceinline__ void
+    ln_vec_row(int L, int C, float *x, int ldx, const int32_t *__restrict__ rows,
+               bf16 *__restrict__ y, int ldy, const float *__restrict__ w,
+               const float *__restrict__ b, const float *__restrict__ scale,
+               const float *__restrict__ shift, float eps, const ast_ln_extra &ex) {
     constexpr int T = 32 * WPR, RPB = 4 / WPR;
     __shared__ float red[4];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -236,16 +249,34 @@ static __global__ void __launch_bounds__(128)
     const int r = blockIdx.x * RPB + warp / WPR;
     if (r >= L) return; // uniform over a row's threads (WPR > 1: the block is one row)
     const int64_t src = rows ? rows[r] : r;
-    const float4 *xr = reinterpret_cast<const float4 *>(x + src * ldx);
+    float4 *xr = reinterpret_cast<float4 *>(x + src * ldx);
     const int nvec = C >> 2;
+    const bool take = EX && ex.cache && (!ex.flags || !ex.flags[src]); // uniform over the row
+    const uint2 *cr = take ? reinterpret_cast<const uint2 *>(ex.cache + src * ex.ldc) : NULL;
     float4 v[NV];
     float s = 0.f;
 #pragma unroll
     for (int i = 0; i < NV; i++) {
         const int c = t + i * T;
-        v[i] = c < nvec ? __ldg(xr + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+        if (c >= nvec) {
+            v[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+        } else if (!EX) {
+            v[i] = __ldg(xr + c);
+        } else if (!take) {
+            v[i] = xr[c];
+        } else { // the same sums as ast_cuda_tw_reuse
+            const float4 cv = ast_unpack4(cr[c]);
+            if (ex.residual) {
+                const float4 a = xr[c];
+                v[i] = make_float4(a.x + cv.x, a.y + cv.y, a.z + cv.z, a.w + cv.w);
+            } else {
+                v[i] = cv;
+            }
+            xr[c] = v[i];
+        }
         s += (v[i].x + v[i].y) + (v[i].z + v[i].w);
     }
+    if (take && ex.skip && t == 0) ex.skip[src] += 1;
     const float mean = ast_row_sum<WPR>(s, red) / (float)C;
     float q = 0.f;
 #pragma unroll
@@ -258,6 +289,9 @@ static __global__ void __launch_bounds__(128)
     }
     const float rstd = rsqrtf(ast_row_sum<WPR>(q, red) / (float)C + eps);
     uint2 *yr = reinterpret_cast<uint2 *>(y + (int64_t)r * ldy);
+    uint2 *yo = EX && ex.out_flags && ex.out_flags[src]
+                    ? reinterpret_cast<uint2 *>(ex.out + (int64_t)index_in_sorted(ex.sel, ex.K, src) * ex.ldo)
+                    : NULL;
 #pragma unroll
     for (int i = 0; i < NV; i++) {
         const int c = t + i * T;
@@ -282,21 +316,53 @@ static __global__ void __launch_bounds__(128)
                 const float4 a = __ldg(reinterpret_cast<const float4 *>(shift) + c);
                 o = make_float4(o.x + a.x, o.y + a.y, o.z + a.z, o.w + a.w);
             }
-            yr[c] = make_uint2(ast_pack2(o.x, o.y), ast_pack2(o.z, o.w));
+            const uint2 packed = make_uint2(ast_pack2(o.x, o.y), ast_pack2(o.z, o.w));
+            yr[c] = packed;
+            if (yo) yo[c] = packed;
         }
     }
 }
 
-// Any width/alignment: one warp per row, the row re-read from memory for each pass.
+template <int NV, int WPR>
 static __global__ void __launch_bounds__(128)
-    ln_scalar_kernel(int L, int C, const float *__restrict__ x, int ldx,
-                     const int32_t *__restrict__ rows, bf16 *__restrict__ y, int ldy,
+    ln_vec_kernel(int L, int C, const float *__restrict__ x, int ldx,
+                  const int32_t *__restrict__ rows, bf16 *__restrict__ y, int ldy,
+                  const float *__restrict__ w, const float *__restrict__ b,
+                  const float *__restrict__ scale, const float *__restrict__ shift, float eps) {
+    ln_vec_row<NV, WPR, false>(L, C, const_cast<float *>(x), ldx, rows, y, ldy, w, b, scale,
+                               shift, eps, ast_ln_extra{});
+}
+
+template <int NV, int WPR>
+static __global__ void __launch_bounds__(128)
+    ln_ex_vec_kernel(int L, int C, float *x, int ldx, bf16 *__restrict__ y, int ldy,
                      const float *__restrict__ w, const float *__restrict__ b,
-                     const float *__restrict__ scale, const float *__restrict__ shift, float eps) {
+                     const float *__restrict__ scale, const float *__restrict__ shift, float eps,
+                     ast_ln_extra ex) {
+    ln_vec_row<NV, WPR, true>(L, C, x, ldx, NULL, y, ldy, w, b, scale, shift, eps, ex);
+}
+
+// Any width/alignment: one warp per row, the row re-read from memory for each pass (after the
+// add, when ex.cache is set, has written it: each lane re-reads only what it wrote).
+static __global__ void __launch_bounds__(128)
+    ln_scalar_kernel(int L, int C, const float *x, int ldx, const int32_t *__restrict__ rows,
+                     bf16 *__restrict__ y, int ldy, const float *__restrict__ w,
+                     const float *__restrict__ b, const float *__restrict__ scale,
+                     const float *__restrict__ shift, float eps, ast_ln_extra ex) {
     const int lane = threadIdx.x & 31;
     const int r = blockIdx.x * 4 + (threadIdx.x >> 5);
     if (r >= L) return;
-    const float *xr = x + (int64_t)(rows ? rows[r] : r) * ldx;
+    const int64_t src = rows ? rows[r] : r;
+    const float *xr = x + src * ldx;
+    if (ex.cache && (!ex.flags || !ex.flags[src])) {
+        float *xw = const_cast<float *>(xr);
+        const bf16 *cr = reinterpret_cast<const bf16 *>(ex.cache) + src * ex.ldc;
+        for (int c = lane; c < C; c += 32) {
+            const float cv = __bfloat162float(cr[c]);
+            xw[c] = ex.residual ? xw[c] + cv : cv;
+        }
+        if (lane == 0 && ex.skip) ex.skip[src] += 1;
+    }
     float s = 0.f;
     for (int c = lane; c < C; c += 32) s += xr[c];
     const float mean = ast_warp_sum(s) / (float)C;
@@ -307,8 +373,13 @@ static __global__ void __launch_bounds__(128)
     }
     const float rstd = rsqrtf(ast_warp_sum(q) / (float)C + eps);
     bf16 *yr = y + (int64_t)r * ldy;
-    for (int c = lane; c < C; c += 32)
+    bf16 *yo = ex.out_flags && ex.out_flags[src]
+                   ? reinterpret_cast<bf16 *>(ex.out) + (int64_t)index_in_sorted(ex.sel, ex.K, src) * ex.ldo
+                   : NULL;
+    for (int c = lane; c < C; c += 32) {
         yr[c] = __float2bfloat16_rn(ln_affine((xr[c] - mean) * rstd, c, w, b, scale, shift));
+        if (yo) yo[c] = yr[c];
+    }
 }
 
 // Dispatch over (NV, WPR): the smallest register row that holds nvec vectors per row.
@@ -337,25 +408,46 @@ static __global__ void __launch_bounds__(128)
         return true;                                                                             \
     }())
 
-int ast_cuda_layernorm(int L, int C, const float *x, int ldx, const int32_t *rows, ast_bf16 *y,
-                       int ldy, const float *w, const float *b, const float *scale,
-                       const float *shift, float eps, cudaStream_t s) {
+// Both entry points: ex == NULL is the plain LayerNorm (rows may gather), else the extras.
+static int layernorm(int L, int C, const float *x, int ldx, const int32_t *rows,
+                     const ast_ln_extra *ex, ast_bf16 *y, int ldy, const float *w, const float *b,
+                     const float *scale, const float *shift, float eps, cudaStream_t s) {
     if (L <= 0) return 0;
-    if (C <= 0 || ldx < C || ldy < C)
-        return ast_fail("internal: layernorm with C=%d, ldx=%d, ldy=%d", C, ldx, ldy);
+    if (C <= 0 || ldx < C || ldy < C || (ex && ex->cache && ex->ldc < C) ||
+        (ex && ex->out_flags && (!ex->sel || !ex->out || ex->K < 1 || ex->K > L || ex->ldo < C)))
+        return ast_fail("internal: layernorm with C=%d, ldx=%d, ldy=%d%s", C, ldx, ldy,
+                        ex ? ", or an add or copy-out without its rows or strides" : "");
     bf16 *yy = (bf16 *)y;
     const bool vec = C % 4 == 0 && ldx % 4 == 0 && ldy % 4 == 0 && ast_aligned(x, 16) &&
                      ast_aligned(y, 8) && ast_aligned(w, 16) && ast_aligned(b, 16) &&
-                     ast_aligned(scale, 16) && ast_aligned(shift, 16);
+                     ast_aligned(scale, 16) && ast_aligned(shift, 16) &&
+                     (!ex || !ex->cache || (ex->ldc % 4 == 0 && ast_aligned(ex->cache, 8))) &&
+                     (!ex || !ex->out_flags || (ex->ldo % 4 == 0 && ast_aligned(ex->out, 8)));
     bool done = false;
-    if (vec)
+    if (vec && ex)
+        done = AST_ROW_DISPATCH(ln_ex_vec_kernel, C / 4, L, s, L, C, const_cast<float *>(x), ldx,
+                                yy, ldy, w, b, scale, shift, eps, *ex);
+    else if (vec)
         done = AST_ROW_DISPATCH(ln_vec_kernel, C / 4, L, s, L, C, x, ldx, rows, yy, ldy, w, b,
                                 scale, shift, eps);
     if (!done)
-        ln_scalar_kernel<<<(unsigned)((L + 3) / 4), 128, 0, s>>>(L, C, x, ldx, rows, yy, ldy, w,
-                                                                  b, scale, shift, eps);
+        ln_scalar_kernel<<<(unsigned)((L + 3) / 4), 128, 0, s>>>(
+            L, C, x, ldx, rows, yy, ldy, w, b, scale, shift, eps, ex ? *ex : ast_ln_extra{});
     CUDA_TRY_LAUNCH();
     return 0;
+}
+
+int ast_cuda_layernorm(int L, int C, const float *x, int ldx, const int32_t *rows, ast_bf16 *y,
+                       int ldy, const float *w, const float *b, const float *scale,
+                       const float *shift, float eps, cudaStream_t s) {
+    return layernorm(L, C, x, ldx, rows, NULL, y, ldy, w, b, scale, shift, eps, s);
+}
+
+int ast_cuda_layernorm_ex(int L, int C, float *x, int ldx, const ast_ln_extra *ex, ast_bf16 *y,
+                          int ldy, const float *w, const float *b, const float *scale,
+                          const float *shift, float eps, cudaStream_t s) {
+    if (!ex) return ast_fail("internal: layernorm_ex without its extras");
+    return layernorm(L, C, x, ldx, NULL, ex, y, ldy, w, b, scale, shift, eps, s);
 }
 
 // ---- RMSNorm + RoPE -------------------------------------------------------------------------------

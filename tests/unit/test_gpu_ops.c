@@ -427,6 +427,104 @@ static void test_layernorm(ast_rng *rng) {
     }
 }
 
+/* ast_cuda_layernorm_ex: the add (the previous block's reuse on the rows it did not compute,
+ * or a product's output added to every row) bit-identical to ast_cuda_tw_reuse's sums, skip
+ * counting the rows that took it, y = LN of the new x, and the copy-out of the selected rows'
+ * y into a compacted buffer (the Q projection's input): bitwise the same bf16 as y. */
+static void test_layernorm_ex(ast_rng *rng) {
+    const int cases[][3] = {{37, 1536, 1536}, {5, 5120, 5128}, {9, 77, 80} /* scalar */,
+                            {6, 128, 130} /* scalar: ldc % 4 */};
+    const float eps = 1e-6f;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int var = 0; var < 4; var++) {
+            /* 0: reuse, residual cache; 1: reuse, output cache; 2: add to every row;
+             * 3: copy-out alone */
+            const int L = cases[ci][0], C = cases[ci][1], ldc = cases[ci][2];
+            const int add = var < 3, every = var == 2, residual = var != 1;
+            float *x = hmalloc(sizeof(float) * L * C), *sc = hmalloc(sizeof(float) * C),
+                  *sh = hmalloc(sizeof(float) * C), *ref = hmalloc(sizeof(float) * L * C),
+                  *gx = hmalloc(sizeof(float) * L * C), *got = hmalloc(sizeof(float) * L * C);
+            uint16_t *cache = hmalloc(sizeof(uint16_t) * L * ldc), *yb = hmalloc(sizeof(uint16_t) * L * C),
+                     *ob = hmalloc(sizeof(uint16_t) * L * ldc);
+            int32_t *skip = hmalloc(sizeof(int32_t) * L), *gskip = hmalloc(sizeof(int32_t) * L),
+                    *sel = hmalloc(sizeof(int32_t) * L);
+            uint8_t *flags = hmalloc((size_t)L), *oflags = hmalloc((size_t)L);
+            for (int r = 0; r < L; r++)
+                fill_f32(x + (int64_t)r * C, C, rng, -2.f + r % 5, 6.f + r % 5);
+            fill_bf16(cache, NULL, (int64_t)L * ldc, rng, -3.f, 3.f);
+            fill_f32(sc, C, rng, -0.5f, 0.5f);
+            fill_f32(sh, C, rng, -0.5f, 0.5f);
+            int K = 0;
+            for (int r = 0; r < L; r++) {
+                flags[r] = (uint8_t)(r == 0 ? 0 : r == 1 ? 1 : ast_rng_below(rng, 2));
+                oflags[r] = (uint8_t)(r == L - 1 || ast_rng_below(rng, 2)); /* this block's */
+                if (oflags[r]) sel[K++] = r;
+                skip[r] = ast_rng_below(rng, 6);
+            }
+            void *dx = dalloc(sizeof(float) * L * C), *dc = dalloc(sizeof(uint16_t) * L * ldc),
+                 *dy = dalloc(sizeof(uint16_t) * L * C), *dsk = dalloc(sizeof(int32_t) * L),
+                 *dfl = dalloc((size_t)L), *dofl = dalloc((size_t)L),
+                 *dsel = dalloc(sizeof(int32_t) * L), *dout = dalloc(sizeof(uint16_t) * L * ldc),
+                 *dsc = dalloc(sizeof(float) * C), *dsh = dalloc(sizeof(float) * C);
+            h2d(dx, x, sizeof(float) * L * C);
+            h2d(dc, cache, sizeof(uint16_t) * L * ldc);
+            h2d(dsk, skip, sizeof(int32_t) * L);
+            h2d(dfl, flags, (size_t)L);
+            h2d(dofl, oflags, (size_t)L);
+            h2d(dsel, sel, sizeof(int32_t) * L);
+            h2d(dsc, sc, sizeof(float) * C);
+            h2d(dsh, sh, sizeof(float) * C);
+            poison(dout, sizeof(uint16_t) * L * ldc);
+            for (int r = 0; r < L && add; r++) { /* the reference: the add, then LN */
+                if (!every && flags[r]) continue;
+                for (int i = 0; i < C; i++) {
+                    const float c = ast_bf16_to_f32(cache[(int64_t)r * ldc + i]);
+                    float *p = x + (int64_t)r * C + i;
+                    *p = residual ? *p + c : c;
+                }
+                if (!every) skip[r]++;
+            }
+            ast_cpu_layernorm(L, C, x, C, ref, C, NULL, NULL, sc, sh, eps);
+            static const char *const vnames[] = {"reuse (residual cache)", "reuse (output cache)",
+                                                 "add to every row", "copy-out alone"};
+            char vn[96];
+            snprintf(vn, sizeof vn, "[%d x %d] ldc %d K %d %s", L, C, ldc, K, vnames[var]);
+            ast_ln_extra ex = {0};
+            if (add) {
+                ex.flags = every ? NULL : dfl;
+                ex.cache = dc, ex.ldc = ldc, ex.residual = residual;
+                ex.skip = every ? NULL : dsk;
+            }
+            if (var != 2) ex.out_flags = dofl, ex.sel = dsel, ex.K = K, ex.out = dout, ex.ldo = ldc;
+            OP(vn, ast_cuda_layernorm_ex(L, C, dx, C, &ex, dy, C, NULL, NULL, dsc, dsh, eps, 0));
+            d2h(gx, dx, sizeof(float) * L * C);
+            d2h(gskip, dsk, sizeof(int32_t) * L);
+            d2h(yb, dy, sizeof(uint16_t) * L * C);
+            d2h(ob, dout, sizeof(uint16_t) * L * ldc);
+            bf16_to_f32_rows(yb, C, got, C, L, C);
+            expect_same_bits("layernorm_ex x", vn, gx, x, (int64_t)L * C, 4);
+            expect_same_bits("layernorm_ex skip", vn, gskip, skip, L, 4);
+            expect_close("layernorm_ex", vn, got, C, ref, C, L, C, 4e-3,
+                         "one bf16 output rounding");
+            for (int k = 0; k < K && var != 2; k++) /* row sel[k] of y, bitwise */
+                expect_same_bits("layernorm_ex copy-out", vn, ob + (int64_t)k * ldc,
+                                 yb + (int64_t)sel[k] * C, C, 2);
+            if (var != 2) { /* padding columns and rows past K untouched (still poisoned) */
+                int64_t bad = -1;
+                for (int64_t i = 0; i < (int64_t)L * ldc && bad < 0; i++)
+                    if ((i / ldc >= K || i % ldc >= C) && ob[i] != 0xFFFF) bad = i;
+                CHECK(bad < 0, "layernorm_ex copy-out %s: element (row %lld, col %lld) outside "
+                      "the K x C output was written", vn, (long long)(bad / ldc),
+                      (long long)(bad % ldc));
+            }
+            free(x); free(sc); free(sh); free(ref); free(gx); free(got); free(cache); free(yb);
+            free(ob); free(skip); free(gskip); free(sel); free(flags); free(oflags);
+            ast_cuda_free(dx); ast_cuda_free(dc); ast_cuda_free(dy); ast_cuda_free(dsk);
+            ast_cuda_free(dfl); ast_cuda_free(dofl); ast_cuda_free(dsel); ast_cuda_free(dout);
+            ast_cuda_free(dsc); ast_cuda_free(dsh);
+        }
+}
+
 /* ---- RMSNorm + RoPE ----------------------------------------------------------------------- */
 
 static void test_rmsnorm_rope(ast_rng *rng) {
@@ -1138,6 +1236,7 @@ int main(void) {
     test_gemm(g, &rng);
     ast_gemm_free(g);
     test_layernorm(&rng);
+    test_layernorm_ex(&rng);
     test_rmsnorm_rope(&rng);
     test_residual(&rng);
     test_patchify(&rng);

@@ -1,0 +1,175 @@
+/* bench_gemm.c — times the CUDA backend's products (kernels/gemm.h, tuned as in a forward) at
+ * chosen row counts: how a product's time depends on M, e.g. whether padding the selected rows
+ * of a token-wise block to a tile multiple pays.
+ *
+ *   bench_gemm [--rows 5616,5632,14040,14080] [--model 1.3b|14b] [--reps 50]
+ *
+ * For each row count M it times the Wan2.1 block's products at that M (median over --reps of
+ * CUDA-event times, after two warm-ups) and prints one line per product and a total, in us.
+ * A program, not a test: never registered with test(). Exits 77 without CUDA or a device. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ast_config.h"
+#include "bench_version.h"
+
+#if !AST_HAVE_CUDA
+int main(void) {
+    fprintf(stderr, "bench_gemm: built without CUDA\n");
+    return 77;
+}
+#else
+
+#include <cuda_runtime.h>
+
+#include "common.h"
+#include "kernels/gemm.h"
+
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "bench_gemm: %s failed: %s\n", #call, cudaGetErrorString(e_));         \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+typedef struct {
+    const char *name;
+    int n, k; /* out features, in features */
+    ast_gemm_out out;
+    ast_gemm_epi epi;
+    int acc;
+} product;
+
+static int cmp_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static void usage(void) {
+    printf("bench_gemm — time the CUDA backend's block products at chosen row counts\n\n"
+           "Usage: bench_gemm [--rows LIST] [--model 1.3b|14b] [--reps N]\n\n"
+           "  --rows LIST   row counts M (default 5616,5632,14040,14080)\n"
+           "  --model ID    block shapes of Wan2.1 1.3b (default) or 14b\n"
+           "  --reps N      timed repeats per product, median printed (default 50)\n");
+}
+
+int main(int argc, char **argv) {
+    const char *rows = "5616,5632,14040,14080";
+    int D = 1536, F = 8960, reps = 50;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) {
+            usage();
+            return 0;
+        } else if (!strcmp(argv[i], "--rows") && i + 1 < argc) {
+            rows = argv[++i];
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
+            const char *m = argv[++i];
+            if (!strcmp(m, "14b")) D = 5120, F = 13824;
+            else if (strcmp(m, "1.3b")) {
+                fprintf(stderr, "bench_gemm: --model %s: expected 1.3b or 14b\n", m);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "bench_gemm: unknown argument '%s' (try --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (reps < 1 || reps > 10000) {
+        fprintf(stderr, "bench_gemm: --reps %d: expected 1..10000\n", reps);
+        return 2;
+    }
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
+        fprintf(stderr, "bench_gemm: no CUDA device\n");
+        return 77;
+    }
+    const product P[] = {
+        {"qkv", 3 * D, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0},
+        {"kv", 2 * D, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0},
+        {"q/o/cq", D, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0},
+        {"co (f32 +=)", D, D, AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 1},
+        {"ffn up", F, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_GELU_BIAS, 0},
+        {"ffn down", D, F, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0},
+    };
+    const int np = (int)(sizeof P / sizeof P[0]);
+    int mmax = 0, ms[64], nm = 0;
+    for (const char *p = rows; *p && nm < 64;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1000000) {
+            fprintf(stderr, "bench_gemm: --rows '%s': expected a list of row counts\n", rows);
+            return 2;
+        }
+        ms[nm++] = (int)v;
+        if (v > mmax) mmax = (int)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    const int kmax = F > 3 * D ? F : 3 * D;
+    size_t xb = (size_t)mmax * kmax * 2, wb = (size_t)kmax * kmax * 2, yb = (size_t)mmax * kmax * 4;
+    void *x, *w, *bias, *y;
+    CK(cudaMalloc(&x, xb));
+    CK(cudaMalloc(&w, wb));
+    CK(cudaMalloc(&bias, (size_t)kmax * 4));
+    CK(cudaMalloc(&y, yb));
+    CK(cudaMemset(x, 0x3c, xb)); /* bf16 ~0.0116: finite products */
+    CK(cudaMemset(w, 0x3c, wb));
+    CK(cudaMemset(bias, 0, (size_t)kmax * 4));
+    CK(cudaMemset(y, 0, yb));
+    ast_gemm *g = NULL;
+    if (ast_gemm_create(&g)) {
+        fprintf(stderr, "bench_gemm: %s\n", ast_error_get());
+        return 1;
+    }
+    cudaStream_t s;
+    cudaEvent_t e0, e1;
+    CK(cudaStreamCreate(&s));
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("bench_gemm %s on %s, D=%d F=%d, median of %d (us)\n", AST_BENCH_COMMIT, prop.name, D, F,
+           reps);
+    printf("%8s", "M");
+    for (int j = 0; j < np; j++) printf(" %12s", P[j].name);
+    printf(" %12s %12s\n", "block", "block/row_ns");
+    float *t = malloc(sizeof(float) * (size_t)reps);
+    if (!t) return 1;
+    for (int i = 0; i < nm; i++) {
+        const int M = ms[i];
+        double block = 0;
+        printf("%8d", M);
+        for (int j = 0; j < np; j++) {
+            const product *p = &P[j];
+            for (int r = -2; r < reps; r++) {
+                CK(cudaEventRecord(e0, s));
+                if (ast_gemm_run(g, M, p->n, p->k, x, p->k, w, p->k, bias, y, p->n, p->out, p->epi,
+                                 p->acc, s)) {
+                    fprintf(stderr, "bench_gemm: %s at M=%d: %s\n", p->name, M, ast_error_get());
+                    return 1;
+                }
+                CK(cudaEventRecord(e1, s));
+                CK(cudaEventSynchronize(e1));
+                if (r >= 0) CK(cudaEventElapsedTime(&t[r], e0, e1));
+            }
+            qsort(t, (size_t)reps, sizeof(float), cmp_float);
+            const double us = 1000.0 * t[reps / 2];
+            /* a dense block: qkv, o and cq, co, ffn up and down (k/v is the token-wise split) */
+            if (j != 1) block += j == 2 ? 2 * us : us;
+            printf(" %12.1f", us);
+        }
+        printf(" %12.1f %12.2f\n", block, 1000.0 * block / M);
+    }
+    free(t);
+    ast_gemm_free(g);
+    cudaFree(x);
+    cudaFree(w);
+    cudaFree(bias);
+    cudaFree(y);
+    return 0;
+}
+#endif
