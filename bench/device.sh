@@ -16,7 +16,7 @@
 #   phases    where a forward's time goes (ASTRAEA_CUDA_PHASES=1, CUDA events, graphs off):
 #             dense and theta 0.4 at 14,040 tokens -> $OUT/phases.log
 #   twab      dense and theta 0.4 at 14,040 tokens under each of TWAB's switch settings
-#             (default: GEMM tuning of 32 / 0 candidates, the reuse side stream off)
+#             (default: GEMM tuning of 32 / 0 candidates)
 #   gemmprof  every cuBLASLt product timed per shape, with the algorithm that ran
 #             (ASTRAEA_GEMM_PROFILE=1): dense, theta 1 and 0.4 at 14,040 -> $OUT/gemmprof.log
 #   wait      wait for the background training
@@ -96,7 +96,7 @@ for phase in "$@"; do
         # A/B of switches on the token-wise forward, same process layout as bench: dense and
         # theta 0.4 at 14,040 tokens per variant (TWAB: space-separated variants, each
         # VAR=VALUE or several joined by commas)
-        for v in default ${TWAB:-ASTRAEA_GEMM_TUNE=32 ASTRAEA_GEMM_TUNE=0 ASTRAEA_REUSE_STREAM=0}; do
+        for v in default ${TWAB:-ASTRAEA_GEMM_TUNE=32 ASTRAEA_GEMM_TUNE=0}; do
             echo "== $v"
             [ "$v" = default ] && v=""
             for kv in ${v//,/ }; do
