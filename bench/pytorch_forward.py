@@ -85,11 +85,15 @@ def forward_flop(c, tokens):
 
 
 def stamp(argv):
-    try:
-        commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip() or "unknown"
-    except Exception:
-        commit = "unknown"
+    # the commit measured: ASTRAEA_COMMIT when the caller names it (bench/device.sh does: the
+    # device's copy of the tree may carry another git HEAD, or none)
+    commit = os.environ.get("ASTRAEA_COMMIT", "")
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
+        except Exception:
+            commit = "unknown"
     return {"commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python3", os.path.relpath(os.path.abspath(__file__))] + argv)}
 

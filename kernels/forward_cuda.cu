@@ -153,7 +153,7 @@ typedef struct {
     float *x;                 // [N, D] residual stream
     float *xs;                // [N, D] block output rows (token-wise engines)
     ast_bf16 *h;              // [N, max(D, P)] LN output / patches
-    ast_bf16 *hq;             // [N, D] gathered rows of h (token-wise)
+    ast_bf16 *hq;             // [N, D] LN1's selected rows, compacted (token-wise)
     ast_bf16 *qkv;            // [N, 3D]
     ast_bf16 *o;              // [N, D] attention output
     ast_bf16 *tmp;            // [N, D] projection outputs
@@ -712,7 +712,8 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
         return ast_cuda_residual(K, D, xs, D, xs, D, NULL, b->tmp, D, 0, E5, s);
 
     // 5. commit the computed rows (with the FFN's gated residual xs + tmp·E5 fused in); the
-    // others take their cache in the next block's LN1 (or after the last block)
+    // others take their cache in the next block's LN1 (on their own pass before the next
+    // block's sketch, with Δ, and after the last block)
     PHASE(b, PH_REUSE);
     return ast_cuda_tw_commit(K, D, sel, xs, D, b->tmp, D, E5, b->x, D, st->cache, D,
                               b->p.tw.cache, H, want_lse ? b->lse_h : NULL,

@@ -222,7 +222,7 @@ static __device__ __forceinline__ float ln_affine(float n, int c, const float *w
     return n;
 }
 
-// k with sel[k] == n in the ascending sel[K] (n is in sel: the caller's flags say so)
+// k with sel[k] == n in the ascending sel[K], or -1 when n is not in it
 static __device__ __forceinline__ int index_in_sorted(const int32_t *__restrict__ sel, int K,
                                                       int64_t n) {
     int lo = 0, hi = K - 1;
@@ -231,11 +231,18 @@ static __device__ __forceinline__ int index_in_sorted(const int32_t *__restrict_
         if (sel[mid] < n) lo = mid + 1;
         else hi = mid;
     }
-    return lo;
+    return sel[lo] == n ? lo : -1;
+}
+
+// Row src's slot in the copy-out, or NULL (no copy-out, or src not selected)
+static __device__ __forceinline__ bf16 *copy_out_row(const ast_ln_extra &ex, int64_t src) {
+    if (!ex.out_flags || !ex.out_flags[src]) return NULL;
+    const int k = index_in_sorted(ex.sel, ex.K, src);
+    return k < 0 ? NULL : reinterpret_cast<bf16 *>(ex.out) + (int64_t)k * ex.ldo;
 }
 
 // Rows handled by 32·WPR threads, NV float4 per thread (zero-padded past the row end). EX: the
-// extras of ast_ln_extra (an added row first, a compacted copy of the output after).
+// extras of ast_ln_extra (the reuse first, a compacted copy of the output after).
 template <int NV, int WPR, bool EX>
 static __device__ __forceinline__ void
     ln_vec_row(int L, int C, float *x, int ldx, const int32_t *__restrict__ rows,
@@ -251,7 +258,7 @@ static __device__ __forceinline__ void
     const int64_t src = rows ? rows[r] : r;
     float4 *xr = reinterpret_cast<float4 *>(x + src * ldx);
     const int nvec = C >> 2;
-    const bool take = EX && ex.cache && (!ex.flags || !ex.flags[src]); // uniform over the row
+    const bool take = EX && ex.cache && !ex.flags[src]; // uniform over the row
     const uint2 *cr = take ? reinterpret_cast<const uint2 *>(ex.cache + src * ex.ldc) : NULL;
     float4 v[NV];
     float s = 0.f;
@@ -289,9 +296,7 @@ static __device__ __forceinline__ void
     }
     const float rstd = rsqrtf(ast_row_sum<WPR>(q, red) / (float)C + eps);
     uint2 *yr = reinterpret_cast<uint2 *>(y + (int64_t)r * ldy);
-    uint2 *yo = EX && ex.out_flags && ex.out_flags[src]
-                    ? reinterpret_cast<uint2 *>(ex.out + (int64_t)index_in_sorted(ex.sel, ex.K, src) * ex.ldo)
-                    : NULL;
+    uint2 *yo = EX ? reinterpret_cast<uint2 *>(copy_out_row(ex, src)) : NULL;
 #pragma unroll
     for (int i = 0; i < NV; i++) {
         const int c = t + i * T;
@@ -343,7 +348,7 @@ static __global__ void __launch_bounds__(128)
 }
 
 // Any width/alignment: one warp per row, the row re-read from memory for each pass (after the
-// add, when ex.cache is set, has written it: each lane re-reads only what it wrote).
+// reuse, when ex.cache is set, has written it: each lane re-reads only what it wrote).
 static __global__ void __launch_bounds__(128)
     ln_scalar_kernel(int L, int C, const float *x, int ldx, const int32_t *__restrict__ rows,
                      bf16 *__restrict__ y, int ldy, const float *__restrict__ w,
@@ -354,7 +359,7 @@ static __global__ void __launch_bounds__(128)
     if (r >= L) return;
     const int64_t src = rows ? rows[r] : r;
     const float *xr = x + src * ldx;
-    if (ex.cache && (!ex.flags || !ex.flags[src])) {
+    if (ex.cache && !ex.flags[src]) {
         float *xw = const_cast<float *>(xr);
         const bf16 *cr = reinterpret_cast<const bf16 *>(ex.cache) + src * ex.ldc;
         for (int c = lane; c < C; c += 32) {
@@ -373,9 +378,7 @@ static __global__ void __launch_bounds__(128)
     }
     const float rstd = rsqrtf(ast_warp_sum(q) / (float)C + eps);
     bf16 *yr = y + (int64_t)r * ldy;
-    bf16 *yo = ex.out_flags && ex.out_flags[src]
-                   ? reinterpret_cast<bf16 *>(ex.out) + (int64_t)index_in_sorted(ex.sel, ex.K, src) * ex.ldo
-                   : NULL;
+    bf16 *yo = copy_out_row(ex, src);
     for (int c = lane; c < C; c += 32) {
         yr[c] = __float2bfloat16_rn(ln_affine((xr[c] - mean) * rstd, c, w, b, scale, shift));
         if (yo) yo[c] = yr[c];
@@ -413,10 +416,10 @@ static int layernorm(int L, int C, const float *x, int ldx, const int32_t *rows,
                      const ast_ln_extra *ex, ast_bf16 *y, int ldy, const float *w, const float *b,
                      const float *scale, const float *shift, float eps, cudaStream_t s) {
     if (L <= 0) return 0;
-    if (C <= 0 || ldx < C || ldy < C || (ex && ex->cache && ex->ldc < C) ||
+    if (C <= 0 || ldx < C || ldy < C || (ex && ex->cache && (!ex->flags || ex->ldc < C)) ||
         (ex && ex->out_flags && (!ex->sel || !ex->out || ex->K < 1 || ex->K > L || ex->ldo < C)))
         return ast_fail("internal: layernorm with C=%d, ldx=%d, ldy=%d%s", C, ldx, ldy,
-                        ex ? ", or an add or copy-out without its rows or strides" : "");
+                        ex ? ", or a reuse or copy-out without its rows or strides" : "");
     bf16 *yy = (bf16 *)y;
     const bool vec = C % 4 == 0 && ldx % 4 == 0 && ldy % 4 == 0 && ast_aligned(x, 16) &&
                      ast_aligned(y, 8) && ast_aligned(w, 16) && ast_aligned(b, 16) &&

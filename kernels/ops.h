@@ -85,14 +85,14 @@ int ast_cuda_layernorm(int L, int C, const float *x, int ldx, const int32_t *row
 
 /* What a LayerNorm's pass over x can do besides (ast_cuda_layernorm_ex): the token-wise reuse
  * (the rows the previous block did not compute take their cache as the next block's LN1 reads
- * them), an added bf16 row (a product's output joining the residual stream), and a second,
- * compacted copy of the selected rows' output (the input of the Q projection). */
+ * them) and a second, compacted copy of the selected rows' output (the input of the Q
+ * projection). */
 typedef struct {
-    /* add: with cache set, row r with flags == NULL or flags[r] == 0 first becomes
-     * x[r] + cache[r] (residual = 1) or cache[r] (residual = 0), written back to x, and
-     * skip[r] += 1 where skip is set */
-    const uint8_t *flags;  /* [L] or NULL (every row) */
-    const ast_bf16 *cache; /* [L, C] with row stride ldc, or NULL: no add */
+    /* reuse: with cache set, row r with flags[r] == 0 first becomes x[r] + cache[r]
+     * (residual = 1) or cache[r] (residual = 0), written back to x, and skip[r] += 1 where skip
+     * is set */
+    const uint8_t *flags;  /* [L] */
+    const ast_bf16 *cache; /* [L, C] with row stride ldc, or NULL: no reuse */
     int ldc;
     int residual;
     int32_t *skip;
@@ -105,9 +105,9 @@ typedef struct {
     int ldo;
 } ast_ln_extra;
 
-/* ast_cuda_layernorm over rows 0..L-1 (no gather) with *ex: the add first (in the order of
+/* ast_cuda_layernorm over rows 0..L-1 (no gather) with *ex: the reuse first (in the order of
  * ast_cuda_tw_reuse's sums), then y = LN(x) (scale/shift/w/b as above), then the copy-out of
- * the same bf16 values. */
+ * the same bf16 values (a flagged row missing from sel is not copied). */
 int ast_cuda_layernorm_ex(int L, int C, float *x, int ldx, const ast_ln_extra *ex, ast_bf16 *y,
                           int ldy, const float *w, const float *b, const float *scale,
                           const float *shift, float eps, cudaStream_t s);

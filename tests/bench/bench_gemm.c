@@ -1,12 +1,14 @@
-/* bench_gemm.c — times the CUDA backend's products (kernels/gemm.h, tuned as in a forward) at
- * chosen row counts: how a product's time depends on M, e.g. whether padding the selected rows
- * of a token-wise block to a tile multiple pays.
+/* bench_gemm.c — times the CUDA backend's products (kernels/gemm.h, tuned as in a forward, with
+ * the forward's output strides) at chosen row counts: how a product's time depends on M, e.g.
+ * the fixed part that does not shrink with the token-wise forward's selected rows.
  *
- *   bench_gemm [--rows 5616,5632,14040,14080] [--model 1.3b|14b] [--reps 50]
+ *   bench_gemm [--rows 5616,5632,14040,14080] [--model 1.3b|14b] [--reps 30]
  *
- * For each row count M it times the Wan2.1 block's products at that M (median over --reps of
- * CUDA-event times, after two warm-ups) and prints one line per product and a total, in us.
- * A program, not a test: never registered with test(). Exits 77 without CUDA or a device. */
+ * For each row count M it prints one line: every Wan2.1 block product at that M (random bf16
+ * operands; the median over --reps of CUDA-event timings of BATCH back-to-back products, per
+ * product, so the host's launch latency is hidden as in a graph replay), the dense block's sum
+ * and that sum per row, in us. A program, not a test: never registered with test(). Exits 77
+ * without CUDA or a device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,12 +37,16 @@ int main(void) {
         }                                                                                          \
     } while (0)
 
+enum { BATCH = 10 };
+
 typedef struct {
     const char *name;
     int n, k; /* out features, in features */
+    int ldy, y0; /* output row stride and first column, as in the forward */
     ast_gemm_out out;
     ast_gemm_epi epi;
     int acc;
+    int in_block; /* times it runs in a dense block */
 } product;
 
 static int cmp_float(const void *a, const void *b) {
@@ -53,12 +59,12 @@ static void usage(void) {
            "Usage: bench_gemm [--rows LIST] [--model 1.3b|14b] [--reps N]\n\n"
            "  --rows LIST   row counts M (default 5616,5632,14040,14080)\n"
            "  --model ID    block shapes of Wan2.1 1.3b (default) or 14b\n"
-           "  --reps N      timed repeats per product, median printed (default 50)\n");
+           "  --reps N      timed batches of %d products, median printed (default 30)\n", BATCH);
 }
 
 int main(int argc, char **argv) {
     const char *rows = "5616,5632,14040,14080";
-    int D = 1536, F = 8960, reps = 50;
+    int D = 1536, F = 8960, reps = 30;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) {
             usage();
@@ -88,17 +94,23 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_gemm: no CUDA device\n");
         return 77;
     }
+    /* token-wise: k|v (of every row) and q (of the selected) into the [N, 3D] qkv buffer */
     const product P[] = {
-        {"qkv", 3 * D, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0},
-        {"kv", 2 * D, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0},
-        {"q/o/cq", D, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0},
-        {"co (f32 +=)", D, D, AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 1},
-        {"ffn up", F, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_GELU_BIAS, 0},
-        {"ffn down", D, F, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0},
+        {"qkv", 3 * D, D, 3 * D, 0, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0, 1},
+        {"kv", 2 * D, D, 3 * D, D, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0, 0},
+        {"q", D, D, 3 * D, 0, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0, 0},
+        {"o/cq", D, D, D, 0, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0, 2},
+        {"co (f32 +=)", D, D, D, 0, AST_GEMM_OUT_F32, AST_GEMM_EPI_BIAS, 1, 1},
+        {"ffn up", F, D, F, 0, AST_GEMM_OUT_BF16, AST_GEMM_EPI_GELU_BIAS, 0, 1},
+        {"ffn down", D, F, D, 0, AST_GEMM_OUT_BF16, AST_GEMM_EPI_BIAS, 0, 1},
     };
     const int np = (int)(sizeof P / sizeof P[0]);
     int mmax = 0, ms[64], nm = 0;
-    for (const char *p = rows; *p && nm < 64;) {
+    for (const char *p = rows; *p;) {
+        if (nm == 64) {
+            fprintf(stderr, "bench_gemm: --rows: at most 64 row counts\n");
+            return 2;
+        }
         char *end;
         long v = strtol(p, &end, 10);
         if (end == p || v < 1 || v > 1000000) {
@@ -110,16 +122,34 @@ int main(int argc, char **argv) {
         p = *end == ',' ? end + 1 : end;
     }
     const int kmax = F > 3 * D ? F : 3 * D;
-    size_t xb = (size_t)mmax * kmax * 2, wb = (size_t)kmax * kmax * 2, yb = (size_t)mmax * kmax * 4;
+    const size_t xn = (size_t)mmax * kmax, wn = (size_t)F * D > (size_t)3 * D * D ? (size_t)F * D
+                                                                                  : (size_t)3 * D * D;
     void *x, *w, *bias, *y;
-    CK(cudaMalloc(&x, xb));
-    CK(cudaMalloc(&w, wb));
+    CK(cudaMalloc(&x, xn * 2));
+    CK(cudaMalloc(&w, wn * 2));
     CK(cudaMalloc(&bias, (size_t)kmax * 4));
-    CK(cudaMalloc(&y, yb));
-    CK(cudaMemset(x, 0x3c, xb)); /* bf16 ~0.0116: finite products */
-    CK(cudaMemset(w, 0x3c, wb));
+    CK(cudaMalloc(&y, (size_t)mmax * kmax * 4));
+    { /* random bf16 in [-1, 1) (an LCG: timing only), zero bias and output */
+        const size_t n = xn > wn ? xn : wn;
+        uint16_t *h = malloc(n * 2);
+        if (!h) {
+            fprintf(stderr, "bench_gemm: out of host memory (%zu bytes)\n", n * 2);
+            return 1;
+        }
+        uint64_t r = 20261127;
+        for (size_t i = 0; i < n; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            const float v = (float)(r >> 40) / (float)(1ull << 24) * 2.f - 1.f;
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            h[i] = (uint16_t)(u >> 16);
+        }
+        CK(cudaMemcpy(x, h, xn * 2, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(w, h, wn * 2, cudaMemcpyHostToDevice));
+        free(h);
+    }
     CK(cudaMemset(bias, 0, (size_t)kmax * 4));
-    CK(cudaMemset(y, 0, yb));
+    CK(cudaMemset(y, 0, (size_t)mmax * kmax * 4));
     ast_gemm *g = NULL;
     if (ast_gemm_create(&g)) {
         fprintf(stderr, "bench_gemm: %s\n", ast_error_get());
@@ -138,28 +168,34 @@ int main(int argc, char **argv) {
     for (int j = 0; j < np; j++) printf(" %12s", P[j].name);
     printf(" %12s %12s\n", "block", "block/row_ns");
     float *t = malloc(sizeof(float) * (size_t)reps);
-    if (!t) return 1;
+    if (!t) {
+        fprintf(stderr, "bench_gemm: out of host memory\n");
+        return 1;
+    }
     for (int i = 0; i < nm; i++) {
         const int M = ms[i];
         double block = 0;
         printf("%8d", M);
         for (int j = 0; j < np; j++) {
             const product *p = &P[j];
-            for (int r = -2; r < reps; r++) {
+            const size_t esz = p->out == AST_GEMM_OUT_F32 ? 4 : 2;
+            void *yp = (char *)y + (size_t)p->y0 * esz;
+            for (int r = -1; r < reps; r++) { /* r = -1: warm-up (and the tuning) */
                 CK(cudaEventRecord(e0, s));
-                if (ast_gemm_run(g, M, p->n, p->k, x, p->k, w, p->k, bias, y, p->n, p->out, p->epi,
-                                 p->acc, s)) {
-                    fprintf(stderr, "bench_gemm: %s at M=%d: %s\n", p->name, M, ast_error_get());
-                    return 1;
-                }
+                for (int b = 0; b < BATCH; b++)
+                    if (ast_gemm_run(g, M, p->n, p->k, x, p->k, w, p->k, bias, yp, p->ldy, p->out,
+                                     p->epi, p->acc, s)) {
+                        fprintf(stderr, "bench_gemm: %s at M=%d: %s\n", p->name, M,
+                                ast_error_get());
+                        return 1;
+                    }
                 CK(cudaEventRecord(e1, s));
                 CK(cudaEventSynchronize(e1));
                 if (r >= 0) CK(cudaEventElapsedTime(&t[r], e0, e1));
             }
             qsort(t, (size_t)reps, sizeof(float), cmp_float);
-            const double us = 1000.0 * t[reps / 2];
-            /* a dense block: qkv, o and cq, co, ffn up and down (k/v is the token-wise split) */
-            if (j != 1) block += j == 2 ? 2 * us : us;
+            const double us = 1000.0 * t[reps / 2] / BATCH;
+            block += p->in_block * us;
             printf(" %12.1f", us);
         }
         printf(" %12.1f %12.2f\n", block, 1000.0 * block / M);
