@@ -90,7 +90,7 @@ def stamp(argv):
     commit = os.environ.get("ASTRAEA_COMMIT", "")
     if not commit:
         try:
-            commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+            commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short=12", "HEAD"],
                                     capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
         except Exception:
             commit = "unknown"

@@ -97,7 +97,8 @@ typedef struct {
     int residual;
     int32_t *skip;
     /* copy-out: row r with out_flags[r] != 0 also writes its output to out[k], k = r's index in
-     * the ascending sel[K] (out_flags[r] != 0 exactly for the r in sel) */
+     * the ascending sel[K] (the forward flags exactly the rows of sel; a flagged row missing
+     * from sel is not copied, and the slot of a row of sel left unflagged is not written) */
     const uint8_t *out_flags; /* [L] or NULL: no copy-out */
     const int32_t *sel;       /* [K] ascending */
     int K;
@@ -107,7 +108,7 @@ typedef struct {
 
 /* ast_cuda_layernorm over rows 0..L-1 (no gather) with *ex: the reuse first (in the order of
  * ast_cuda_tw_reuse's sums), then y = LN(x) (scale/shift/w/b as above), then the copy-out of
- * the same bf16 values (a flagged row missing from sel is not copied). */
+ * the same bf16 values. */
 int ast_cuda_layernorm_ex(int L, int C, float *x, int ldx, const ast_ln_extra *ex, ast_bf16 *y,
                           int ldy, const float *w, const float *b, const float *scale,
                           const float *shift, float eps, cudaStream_t s);

@@ -86,8 +86,9 @@ static int ee_generate(void *user, int p, const float *budgets, float *out, doub
 }
 
 /* One forward of branch 0 at theta on prompt 0 at the first timestep, after a dense forward (so
- * the token-wise caches exist); on CUDA the first call at a theta runs it twice untimed first.
- * theta < 0: the dense-only engine. */
+ * the token-wise caches exist); on CUDA the first call at a theta runs two untimed forwards at
+ * theta in between (their state differs from a later call's only in the caches' contents, not
+ * in the work at that theta). theta < 0: the dense-only engine. */
 static int ee_time_forward(void *user, float theta, double *seconds) {
     engine_eval *e = user;
     ast_engine *g = ee_engine(e, theta < 0, 0);

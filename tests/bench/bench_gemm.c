@@ -1,6 +1,6 @@
 /* bench_gemm.c — times the CUDA backend's products (kernels/gemm.h, tuned as in a forward, with
  * the forward's output strides) at chosen row counts: how a product's time depends on M, e.g.
- * the fixed part that does not shrink with the token-wise forward's selected rows.
+ * whether the token-wise forward's selected-row products cost more per row than the dense ones.
  *
  *   bench_gemm [--rows 5616,5632,14040,14080] [--model 1.3b|14b] [--reps 30]
  *
@@ -129,7 +129,8 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&w, wn * 2));
     CK(cudaMalloc(&bias, (size_t)kmax * 4));
     CK(cudaMalloc(&y, (size_t)mmax * kmax * 4));
-    { /* random bf16 in [-1, 1) (an LCG: timing only), zero bias and output */
+    { /* random bf16 in [-1, 1) (an LCG: timing only; x and W from the same values), zero bias
+       * and output at the start (the products then overwrite or accumulate into it) */
         const size_t n = xn > wn ? xn : wn;
         uint16_t *h = malloc(n * 2);
         if (!h) {

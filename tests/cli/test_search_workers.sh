@@ -71,28 +71,37 @@ kill_mid_evals() {
 
 # kill_case NAME KILLS ARGS...: with 3 workers, SIGKILL mid-run, then the same command to the
 # end: equal to NAME-1.db. KILL_BY=evals (the real engine): one kill, kill_mid_evals. Else (the
-# synthetic stand-in, whose whole run is shorter than a DB poll) KILLS kills, each at a random
-# moment within 10-60% of the 3-worker run's duration.
+# synthetic stand-in) up to KILLS kills of the same database, each once the run has committed
+# one evaluation more than the last kill left (it is evaluating: a kill by the clock alone could
+# land in the latency calibration of a loaded machine every time), after a random 0-100 ms; a
+# kill that finds the run past its evaluations ends the series. None landed (the evaluations
+# all done between a DB poll and the kill): up to three more tries, each on a fresh database.
 kill_case() {
     local name=$1 kills=$2; shift 2
-    local landed=0 i at pid rc how total
+    local landed=0 i pid rc how total have try
     if [ "${KILL_BY:-time}" = evals ]; then
         kill_mid_evals "$name" "$@" || return
         how="at $killed_at evaluations (try $tries)"
     else
         total=$(evals_of "$T/$name-1.db")
-        for i in $(seq "$kills"); do
-            $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1 &
-            pid=$!
-            at=$(( ms3 / 10 + RANDOM % (ms3 * 5 / 10 + 1) ))
-            kill_mid_run $at $pid "$T/$name-k.db" "${total:-0}"
-            case $? in
-            0) landed=$((landed+1));;
-            2) bad "$name: the 3-worker run failed before the kill (exit $kill_rc): $(tail -3 "$T/log")"
-               return;;
-            esac
+        for try in 1 2 3 4; do
+            [ $try -gt 1 ] && rm -f "$T/$name-k.db" "$T/$name-k.db-wal" "$T/$name-k.db-shm"
+            have=0
+            for i in $(seq "$kills"); do
+                $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1 &
+                pid=$!
+                evals_while $pid "$T/$name-k.db" $((have + 1))
+                kill_mid_run $((RANDOM % 100)) $pid "$T/$name-k.db" "${total:-0}"
+                case $? in
+                0) landed=$((landed+1)) have=$kill_evals;;
+                2) bad "$name: the 3-worker run failed before the kill (exit $kill_rc): $(tail -3 "$T/log")"
+                   return;;
+                *) break;;
+                esac
+            done
+            [ $landed -gt 0 ] && break
         done
-        how="$landed times"
+        how="$landed times (try $try)"
     fi
     $S "$@" --db "$T/$name-k.db" --workers 3 --quiet >"$T/log" 2>&1; rc=$?
     if [ $rc -ne 0 ]; then bad "$name: resumed 3-worker run exit $rc: $(tail -3 "$T/log")"; return; fi

@@ -7,8 +7,8 @@
  *   3. token-wise, 2 CFG branches, 5 steps with budgets 1, 0.5, 0.5, 0.3, 0.5 on a drifting
  *      latent: CUDA vs CPU token-wise step by step as tightly as dense (2e-2): with the default
  *      w_alpha = 0 the scores are the skip counts, integers, so both backends must select the
- *      same tokens in every block of every step (a skip count off by one anywhere, e.g. a reuse
- *      left out, moves the selection and the error to the CPU token-wise-vs-dense gap, 0.1-0.2);
+ *      same tokens in every block of every step (a skip count that changes any block's top-K, e.g.
+ *      a reuse left out, moves the error toward the CPU token-wise-vs-dense gap, 0.1-0.2);
  *   4. theta = 1 on every step of a token-wise CUDA engine equals the dense CUDA engine;
  *   5. the output-cache mode runs and stays finite;
  *   6. with w_alpha = 1 (Δ in the score: the selection made inside each block) as 3, loosely

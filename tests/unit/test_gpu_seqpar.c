@@ -11,7 +11,8 @@
  *      select the same tokens everywhere (test_gpu_forward says why that is strict);
  *   4. theta = 1 on every step of the 2-GPU token-wise engine equals the 2-GPU dense engine;
  *   5. with 3 / 4 GPUs: dense on 3 (K/V all-gather) and 4 (Ulysses) GPUs vs the CPU;
- *   6. the K/V all-gather path on 2 GPUs (a 3-head model): dense vs 1 GPU, token-wise vs CPU.
+ *   6. the K/V all-gather path on 2 GPUs (a 3-head model): dense vs 1 GPU, token-wise vs CPU
+ *      (within 5e-2: not yet run at the dense bound of 3.; its errors were not logged).
  * Exits 77 without CUDA, without NCCL, or with fewer than 2 CUDA devices. */
 #include <stdint.h>
 
