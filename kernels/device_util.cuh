@@ -64,6 +64,19 @@ static __device__ __forceinline__ float4 ast_unpack4(const uint2 u) {
                        __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
 }
 
+// The token-wise reuse of a cached value: x + cache (the residual cache) or cache (the output
+// cache; x not read). ast_cuda_tw_reuse and the LayerNorm that runs the reuse in its pass
+// (ops.cu) share these, so both give the same bits.
+static __device__ __forceinline__ float4 ast_reuse4(const float4 *x, uint2 cache, bool residual) {
+    const float4 c = ast_unpack4(cache);
+    if (!residual) return c;
+    const float4 a = *x;
+    return make_float4(a.x + c.x, a.y + c.y, a.z + c.z, a.w + c.w);
+}
+static __device__ __forceinline__ float ast_reuse1(const float *x, float cache, bool residual) {
+    return residual ? *x + cache : cache;
+}
+
 static __device__ __forceinline__ uint32_t ast_pack2(float a, float b) {
     __nv_bfloat162 h = __floats2bfloat162_rn(a, b); // .x = a (low half), .y = b
     return *reinterpret_cast<uint32_t *>(&h);

@@ -590,12 +590,21 @@ static int sp_attention_allgather(cuda_backend *b, int K, const ast_bf16 *q, con
                               b->s);
 }
 
-// The rows block l did not compute take their cache (x = x + cache, or cache; skip += 1) on
-// their own pass over x: after the last block, or before a sketch reads x (else the next
-// block's LN1 does it, ast_ln_extra).
+// The reuse of the rows block l did not compute (x = x + cache, or cache; skip += 1), as the
+// next block's LN1 runs it in its pass (ast_ln_extra)
+static ast_ln_extra reuse_extra(const cuda_backend *b, const dev_branch *br, int l) {
+    ast_ln_extra ex = {};
+    ex.flags = b->flags + (int64_t)l * b->N;
+    ex.cache = br->blocks[l].cache, ex.ldc = b->D, ex.skip = br->blocks[l].skip;
+    ex.residual = b->p.tw.cache == AST_CACHE_RESIDUAL;
+    return ex;
+}
+
+// The same on its own pass over x: after the last block, or before a sketch reads x.
 static int reuse_rows(cuda_backend *b, const dev_branch *br, int l) {
-    return ast_cuda_tw_reuse(b->N, b->D, b->flags + (int64_t)l * b->N, b->x, b->D,
-                             br->blocks[l].cache, b->D, b->p.tw.cache, br->blocks[l].skip, b->s);
+    const ast_ln_extra ex = reuse_extra(b, br, l);
+    return ast_cuda_tw_reuse(b->N, b->D, ex.flags, b->x, b->D, ex.cache, ex.ldc, b->p.tw.cache,
+                             ex.skip, b->s);
 }
 
 // One block on the current residual stream b->x (see the file comment).
@@ -637,13 +646,7 @@ static int block_forward(cuda_backend *b, dev_branch *br, int l, int K) {
     // LN1 over every row; in the same pass the rows block l - 1 did not compute take their
     // cache, and the selected rows' output is also written compacted (hq: the Q projection's)
     PHASE(b, PH_LN);
-    ast_ln_extra ex = {};
-    if (pending && !use_delta) {
-        const dev_block_state *prev = &br->blocks[l - 1];
-        ex.flags = b->flags + (int64_t)(l - 1) * N;
-        ex.cache = prev->cache, ex.ldc = D, ex.skip = prev->skip;
-        ex.residual = b->p.tw.cache == AST_CACHE_RESIDUAL;
-    }
+    ast_ln_extra ex = pending && !use_delta ? reuse_extra(b, br, l - 1) : ast_ln_extra{};
     if (gather) ex.out_flags = flags_l, ex.sel = sel, ex.K = K, ex.out = b->hq, ex.ldo = D;
     if (gather ? ast_cuda_layernorm_ex(N, D, b->x, D, &ex, b->h, D, NULL, NULL, E1, E0, b->eps, s)
                : ast_cuda_layernorm(N, D, b->x, D, NULL, b->h, D, NULL, NULL, E1, E0, b->eps, s))

@@ -272,13 +272,7 @@ static __device__ __forceinline__ void
         } else if (!take) {
             v[i] = xr[c];
         } else { // the same sums as ast_cuda_tw_reuse
-            const float4 cv = ast_unpack4(cr[c]);
-            if (ex.residual) {
-                const float4 a = xr[c];
-                v[i] = make_float4(a.x + cv.x, a.y + cv.y, a.z + cv.z, a.w + cv.w);
-            } else {
-                v[i] = cv;
-            }
+            v[i] = ast_reuse4(xr + c, cr[c], ex.residual);
             xr[c] = v[i];
         }
         s += (v[i].x + v[i].y) + (v[i].z + v[i].w);
@@ -362,10 +356,8 @@ static __global__ void __launch_bounds__(128)
     if (ex.cache && !ex.flags[src]) {
         float *xw = const_cast<float *>(xr);
         const bf16 *cr = reinterpret_cast<const bf16 *>(ex.cache) + src * ex.ldc;
-        for (int c = lane; c < C; c += 32) {
-            const float cv = __bfloat162float(cr[c]);
-            xw[c] = ex.residual ? xw[c] + cv : cv;
-        }
+        for (int c = lane; c < C; c += 32)
+            xw[c] = ast_reuse1(xw + c, __bfloat162float(cr[c]), ex.residual);
         if (lane == 0 && ex.skip) ex.skip[src] += 1;
     }
     float s = 0.f;

@@ -495,20 +495,11 @@ static __global__ void __launch_bounds__(128)
     const bf16 *c = cache + (int64_t)n * ldc;
     if (vec) {
         for (int v = lane; v < D / 4; v += 32) {
-            const float4 cv = ast_unpack4(reinterpret_cast<const uint2 *>(c)[v]);
             float4 *p = reinterpret_cast<float4 *>(xi) + v;
-            if (residual) {
-                const float4 a = *p;
-                *p = make_float4(a.x + cv.x, a.y + cv.y, a.z + cv.z, a.w + cv.w);
-            } else {
-                *p = cv;
-            }
+            *p = ast_reuse4(p, reinterpret_cast<const uint2 *>(c)[v], residual);
         }
     } else {
-        for (int i = lane; i < D; i += 32) {
-            const float cv = __bfloat162float(c[i]);
-            xi[i] = residual ? xi[i] + cv : cv;
-        }
+        for (int i = lane; i < D; i += 32) xi[i] = ast_reuse1(xi + i, __bfloat162float(c[i]), residual);
     }
     if (lane == 0 && skip) skip[n] += 1;
 }

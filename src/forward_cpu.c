@@ -291,11 +291,17 @@ static int sp_attention_allgather(cpu_backend *b, int K, float scale) {
     return 0;
 }
 
-/* Token n's score state once computed as row r of `rows`: the mean over heads of its
- * self-attention LSE (lse_h [H, rows], summed in head order) and its input sketch, the
- * reference of its next Δ. */
-static void commit_score_state(const cpu_backend *b, cpu_block_state *st, int64_t n, int64_t r,
-                               int64_t rows) {
+/* Token n's state once computed as row r of `rows` with block output `out` from input `in`:
+ * its cache (out - in for the residual cache, else out), skip = 0, and, when Δ enters the score,
+ * the mean over heads of its self-attention LSE (lse_h [H, rows], summed in head order) and its
+ * input sketch, the reference of its next Δ. */
+static void commit_row(const cpu_backend *b, cpu_block_state *st, int64_t n, int64_t r,
+                       int64_t rows, const float *out, const float *in) {
+    const int D = b->D, residual = b->p.tw.cache == AST_CACHE_RESIDUAL;
+    float *cache = st->cache + n * D;
+    for (int i = 0; i < D; i++) cache[i] = residual ? out[i] - in[i] : out[i];
+    st->skip[n] = 0;
+    if (b->p.tw.w_alpha == 0) return; /* the LSE and the sketch enter only Δ's score */
     float s = 0;
     for (int h = 0; h < b->H; h++) s += b->lse_h[(int64_t)h * rows + r];
     st->lse[n] = s / b->H;
@@ -385,14 +391,8 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K) {
     const int residual = b->p.tw.cache == AST_CACHE_RESIDUAL;
     if (!gather) { /* every token computed (dense step or theta = 1) */
 #pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            float *cache = st->cache + (int64_t)n * D;
-            const float *out = b->x + (int64_t)n * D, *in = b->xin + (int64_t)n * D;
-            for (int i = 0; i < D; i++) cache[i] = residual ? out[i] - in[i] : out[i];
-            st->skip[n] = 0;
-            if (use_delta) /* the LSE and the sketch enter only Δ's score */
-                commit_score_state(b, st, n, n, N);
-        }
+        for (int n = 0; n < N; n++)
+            commit_row(b, st, n, n, N, b->x + (int64_t)n * D, b->xin + (int64_t)n * D);
         return 0;
     }
     /* unselected tokens: reuse the cache (work[] marks the selected) */
@@ -412,13 +412,10 @@ static int block_forward(cpu_backend *b, cpu_branch *br, int l, int K) {
     }
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < K; r++) {
-        int n = sel[r];
-        float *x = b->x + (int64_t)n * D, *cache = st->cache + (int64_t)n * D;
-        const float *out = xs + (int64_t)r * D, *in = b->xin + (int64_t)n * D;
-        for (int i = 0; i < D; i++) cache[i] = residual ? out[i] - in[i] : out[i];
-        memcpy(x, out, sizeof(float) * D);
-        st->skip[n] = 0;
-        if (use_delta) commit_score_state(b, st, n, r, K);
+        const int n = sel[r];
+        const float *out = xs + (int64_t)r * D;
+        commit_row(b, st, n, r, K, out, b->xin + (int64_t)n * D);
+        memcpy(b->x + (int64_t)n * D, out, sizeof(float) * D);
     }
     return 0;
 }
