@@ -94,7 +94,7 @@ static int ee_time_forward(void *user, float theta, double *seconds) {
     ast_engine *g = ee_engine(e, theta < 0, 0);
     if (!g) return -1;
     ast_noise(e->noise_seed, e->noise, e->n_in);
-    const float t = 999.0f;
+    const float t = 999.0f, th = theta < 0 ? 1.0f : theta; /* the dense-only engine runs 1 */
     if (theta >= 0 && ast_engine_forward(g, 0, e->noise, t, 1.0f, e->scratch, NULL) != 0)
         return -1;
     /* CUDA: a budget's first forward runs eagerly and times the GEMM candidates of its new
@@ -102,13 +102,11 @@ static int ee_time_forward(void *user, float theta, double *seconds) {
     int warmed = e->ep.backend != AST_BACKEND_CUDA;
     for (int i = 0; i < e->n_warm && !warmed; i++) warmed = e->warm[i] == theta;
     for (int i = 0; i < 2 && !warmed; i++)
-        if (ast_engine_forward(g, 0, e->noise, t, theta < 0 ? 1.0f : theta, e->scratch, NULL) != 0)
-            return -1;
+        if (ast_engine_forward(g, 0, e->noise, t, th, e->scratch, NULL) != 0) return -1;
     if (!warmed && e->n_warm < (int)(sizeof e->warm / sizeof e->warm[0]))
         e->warm[e->n_warm++] = theta;
     double t0 = ast_now_sec();
-    if (ast_engine_forward(g, 0, e->noise, t, theta < 0 ? 1.0f : theta, e->scratch, NULL) != 0)
-        return -1;
+    if (ast_engine_forward(g, 0, e->noise, t, th, e->scratch, NULL) != 0) return -1;
     *seconds = ast_now_sec() - t0;
     return 0;
 }

@@ -131,7 +131,8 @@ void ast_tw_scores_plan(const ast_shard_plan *pl, int r, const float *sketch,
         const int64_t f = pl->first[s];
         if (pl->n[s] > 0)
             ast_tw_scores((int)pl->n[s], r, sketch ? sketch + f * r : NULL,
-                          refsketch ? refsketch + f * r : NULL, lse + f, skip + f, o, scores + f);
+                          refsketch ? refsketch + f * r : NULL, lse ? lse + f : NULL, skip + f, o,
+                          scores + f);
     }
 }
 

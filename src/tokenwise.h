@@ -34,8 +34,8 @@ static inline float ast_tw_skip_term(const ast_tokenwise_opts *o, int32_t skip) 
 void ast_tw_projection(int D, int r, float *P);
 
 /* scores[i] from per-token arrays (all length n; sketch arrays [n, r]). With w_alpha = 0, Δ
- * does not enter the score (w_β·exp(skip) only) and sketch/refsketch are not read (may be
- * NULL): the backends then skip the sketch entirely. */
+ * does not enter the score (w_β·exp(skip) only) and sketch, refsketch and lse are not read (may
+ * be NULL): the backends then skip the sketch and the LSE entirely. */
 void ast_tw_scores(int n, int r, const float *sketch, const float *refsketch, const float *lse,
                    const int32_t *skip, const ast_tokenwise_opts *o, float *scores);
 

@@ -25,6 +25,7 @@ int main(void) {
 
 #include <cuda_runtime.h>
 
+#include "cli.h"
 #include "common.h"
 #include "kernels/gemm.h"
 
@@ -54,41 +55,27 @@ static int cmp_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void usage(void) {
-    printf("bench_gemm — time the CUDA backend's block products at chosen row counts\n\n"
-           "Usage: bench_gemm [--rows LIST] [--model 1.3b|14b] [--reps N]\n\n"
-           "  --rows LIST   row counts M (default 5616,5632,14040,14080)\n"
-           "  --model ID    block shapes of Wan2.1 1.3b (default) or 14b\n"
-           "  --reps N      timed batches of %d products, median printed (default 30)\n", BATCH);
-}
-
 int main(int argc, char **argv) {
-    const char *rows = "5616,5632,14040,14080";
-    int D = 1536, F = 8960, reps = 30;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            usage();
-            return 0;
-        } else if (!strcmp(argv[i], "--rows") && i + 1 < argc) {
-            rows = argv[++i];
-        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-            reps = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
-            const char *m = argv[++i];
-            if (!strcmp(m, "14b")) D = 5120, F = 13824;
-            else if (strcmp(m, "1.3b")) {
-                fprintf(stderr, "bench_gemm: --model %s: expected 1.3b or 14b\n", m);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "bench_gemm: unknown argument '%s' (try --help)\n", argv[i]);
-            return 2;
-        }
-    }
-    if (reps < 1 || reps > 10000) {
-        fprintf(stderr, "bench_gemm: --reps %d: expected 1..10000\n", reps);
-        return 2;
-    }
+    const char *rows = "5616,5632,14040,14080", *model = "1.3b";
+    int reps = 30;
+    ast_arg args[] = {
+        {"--rows", AST_ARG_STRING, &rows, "LIST", "row counts M (default 5616,5632,14040,14080)",
+         0, 0, 0},
+        {"--model", AST_ARG_STRING, &model, "ID", "block shapes of Wan2.1 1.3b (default) or 14b",
+         0, 0, 0},
+        {"--reps", AST_ARG_INT, &reps, "N", "timed batches of 10 products, median printed "
+         "(default 30)", 1, 10000, 0},
+    };
+    ast_cli cli = {"bench_gemm", "time the CUDA backend's block products at chosen row counts",
+                   "bench_gemm [--rows LIST] [--model 1.3b|14b] [--reps N]", NULL, args,
+                   (int)(sizeof args / sizeof args[0])};
+    int rc = ast_cli_parse(&cli, argc, argv);
+    if (rc == 1) return AST_EXIT_OK;
+    if (rc) return AST_EXIT_USAGE;
+    int D = 1536, F = 8960;
+    if (!strcmp(model, "14b")) D = 5120, F = 13824;
+    else if (strcmp(model, "1.3b"))
+        return ast_cli_usage_error(&cli, "--model must be 1.3b or 14b, not '%s'", model);
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
         fprintf(stderr, "bench_gemm: no CUDA device\n");
@@ -129,7 +116,7 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&w, wn * 2));
     CK(cudaMalloc(&bias, (size_t)kmax * 4));
     CK(cudaMalloc(&y, (size_t)mmax * kmax * 4));
-    { /* random bf16 in [-1, 1) (an LCG: timing only; x and W from the same values), zero bias
+    { /* random bf16 in [-1, 1) (timing only; x and W from the same values), zero bias
        * and output at the start (the products then overwrite or accumulate into it) */
         const size_t n = xn > wn ? xn : wn;
         uint16_t *h = malloc(n * 2);
@@ -137,14 +124,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_gemm: out of host memory (%zu bytes)\n", n * 2);
             return 1;
         }
-        uint64_t r = 20261127;
-        for (size_t i = 0; i < n; i++) {
-            r = r * 6364136223846793005ull + 1442695040888963407ull;
-            const float v = (float)(r >> 40) / (float)(1ull << 24) * 2.f - 1.f;
-            uint32_t u;
-            memcpy(&u, &v, 4);
-            h[i] = (uint16_t)(u >> 16);
-        }
+        ast_rng rng;
+        ast_rng_seed(&rng, 20261127);
+        for (size_t i = 0; i < n; i++) h[i] = ast_f32_to_bf16((float)(2 * ast_rng_uniform(&rng) - 1));
         CK(cudaMemcpy(x, h, xn * 2, cudaMemcpyHostToDevice));
         CK(cudaMemcpy(w, h, wn * 2, cudaMemcpyHostToDevice));
         free(h);

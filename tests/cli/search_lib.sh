@@ -61,22 +61,16 @@ evals_while() {
     return 1
 }
 
-# kill9_after MS PID: SIGKILL to PID after MS milliseconds; 0 if the kill ended it (exit 137),
-# 1 if it had already ended; its exit status in kill_rc (0: it finished first; another: it failed)
-kill9_after() {
+# kill_mid_run MS PID DB TOTAL: SIGKILL to PID after MS milliseconds, then whether the kill
+# landed mid-run: 0 if it ended the run (exit 137) with fewer than TOTAL evaluations in DB (a
+# kill after the last evaluation tests nothing), 1 if not (the run ended, or got past its
+# evaluations, first), 2 if the run failed on its own. kill_rc: the run's exit status (137:
+# killed, 0: it finished first); kill_evals: the evaluations in DB.
+kill_mid_run() {
     sleep "$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))"
     kill -9 "$2" 2>/dev/null
     wait "$2" 2>/dev/null
     kill_rc=$?
-    [ $kill_rc -eq 137 ]
-}
-
-# kill_mid_run MS PID DB TOTAL: kill9_after MS PID, then whether the kill landed mid-run: 0 if
-# it ended the run (exit 137) with fewer than TOTAL evaluations in DB (a kill after the last
-# evaluation tests nothing), 1 if not (the run ended, or got past its evaluations, first), 2 if
-# the run failed on its own (kill_rc: its exit status). kill_evals: the evaluations in DB.
-kill_mid_run() {
-    kill9_after "$1" "$2"
     kill_evals=$(evals_of "$3")
     if [ $kill_rc -ne 0 ] && [ $kill_rc -ne 137 ]; then return 2; fi
     [ $kill_rc -eq 137 ] && [ -n "$kill_evals" ] && [ "$kill_evals" -lt "$4" ]

@@ -67,7 +67,7 @@ resume_case() {
     fi
     # the evaluation count is the same too (no evaluation lost or doubled)
     local ea eb
-    ea=$(evals_of "$T/$name-a.db"); eb=$(evals_of "$T/$name-b.db")
+    ea=$total; eb=$(evals_of "$T/$name-b.db")
     if [ -n "$ea" ] && [ "$ea" = "$eb" ]; then ok "$name: $ea evaluations in both"; else bad "$name: evaluations $ea vs $eb"; fi
 }
 

@@ -427,6 +427,21 @@ static void test_layernorm(ast_rng *rng) {
     }
 }
 
+/* The reuse on the host, as forward_cpu.c does it (the cache rounded to bf16 as the GPU keeps
+ * it): every row r with flags[r] == 0 becomes x + cache (residual) or cache, and skip[r] += 1. */
+static void ref_reuse(int rows, int C, const uint8_t *flags, const uint16_t *cache, int ldc,
+                      int residual, float *x, int ldx, int32_t *skip) {
+    for (int r = 0; r < rows; r++) {
+        if (flags[r]) continue;
+        for (int i = 0; i < C; i++) {
+            const float c = ast_bf16_to_f32(cache[(int64_t)r * ldc + i]);
+            float *p = x + (int64_t)r * ldx + i;
+            *p = residual ? *p + c : c;
+        }
+        skip[r]++;
+    }
+}
+
 /* ast_cuda_layernorm_ex: the reuse (the previous block's, on the rows it did not compute)
  * bit-identical to ast_cuda_tw_reuse's sums, skip counting the rows that took it, y = LN of the
  * new x, and the copy-out of the selected rows' y into a compacted buffer (the Q projection's
@@ -480,16 +495,7 @@ static void test_layernorm_ex(ast_rng *rng) {
             h2d(dsel, sel, sizeof(int32_t) * L);
             h2d(dsc, sc, sizeof(float) * C);
             h2d(dsh, sh, sizeof(float) * C);
-            poison(dout, sizeof(uint16_t) * L * ldc);
-            for (int r = 0; r < L && add; r++) { /* the reference: the reuse, then LN */
-                if (flags[r]) continue;
-                for (int i = 0; i < C; i++) {
-                    const float c = ast_bf16_to_f32(cache[(int64_t)r * ldc + i]);
-                    float *p = x + (int64_t)r * C + i;
-                    *p = residual ? *p + c : c;
-                }
-                skip[r]++;
-            }
+            if (add) ref_reuse(L, C, flags, cache, ldc, residual, x, C, skip); /* then LN */
             ast_cpu_layernorm(L, C, x, C, ref, C, NULL, NULL, sc, sh, eps);
             static const char *const vnames[] = {"reuse (residual cache)", "reuse (output cache)",
                                                  "copy-out alone"};
@@ -1167,14 +1173,7 @@ static void test_commit_reuse(ast_rng *rng) {
             h2d(dsel, sel, sizeof(int32_t) * K);
             h2d(dfl, flags, (size_t)N);
             /* reference, as forward_cpu.c step 5 (cache rounded to bf16 as the GPU keeps it) */
-            for (int n = 0; n < N; n++) {
-                if (flags[n]) continue;
-                for (int i = 0; i < D; i++) {
-                    float c = ast_bf16_to_f32(cache[(int64_t)n * D + i]);
-                    x[(int64_t)n * D + i] = mode & 1 ? c : x[(int64_t)n * D + i] + c;
-                }
-                skip[n]++;
-            }
+            ref_reuse(N, D, flags, cache, D, !(mode & 1), x, D, skip);
             for (int k = 0; k < K; k++) {
                 const int n = sel[k];
                 for (int i = 0; i < D; i++) {
