@@ -176,17 +176,21 @@ static void *xmain(void *arg) {
     return NULL;
 }
 
+/* Runs fn on jobs[0..P) (job_size bytes apart), one thread each, all at once (the ranks of a
+ * threads comm), and joins them. */
+static void run_ranks(int P, void *(*fn)(void *), void *jobs, size_t job_size) {
+    pthread_t th[AST_MAX_RANKS];
+    for (int r = 0; r < P; r++) pthread_create(&th[r], NULL, fn, (char *)jobs + r * job_size);
+    for (int r = 0; r < P; r++) pthread_join(th[r], NULL);
+}
+
 static void exchange(int P, int failing) {
     ast_comm *c = NULL;
     CHECK(ast_comm_threads_create(P, &c) == 0, "threads comm: %s", ast_error_get());
     if (!c) return;
     xjob jobs[AST_MAX_RANKS];
-    pthread_t th[AST_MAX_RANKS];
-    for (int r = 0; r < P; r++) {
-        jobs[r] = (xjob){c, r, 0, r == failing};
-        pthread_create(&th[r], NULL, xmain, &jobs[r]);
-    }
-    for (int r = 0; r < P; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < P; r++) jobs[r] = (xjob){c, r, 0, r == failing};
+    run_ranks(P, xmain, jobs, sizeof *jobs);
     for (int r = 0; r < P; r++) {
         if (failing < 0)
             CHECK(jobs[r].rc == 0, "alltoallv over %d threads: rank %d got %s", P, r,
@@ -251,12 +255,8 @@ static void allgather_counts(int64_t n, int P) {
     CHECK(ast_comm_threads_create(P, &c) == 0, "threads comm: %s", ast_error_get());
     if (!c) return;
     gjob jobs[AST_MAX_RANKS];
-    pthread_t th[AST_MAX_RANKS];
-    for (int r = 0; r < P; r++) {
-        jobs[r] = (gjob){c, &pl, r, 0};
-        pthread_create(&th[r], NULL, gmain, &jobs[r]);
-    }
-    for (int r = 0; r < P; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < P; r++) jobs[r] = (gjob){c, &pl, r, 0};
+    run_ranks(P, gmain, jobs, sizeof *jobs);
     for (int r = 0; r < P; r++)
         CHECK(jobs[r].rc == 0, "all-gather of %lld rows over %d ranks: rank %d got %s",
               (long long)n, P, r, jobs[r].rc > 0 ? "wrong data" : "an error");
